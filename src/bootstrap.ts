@@ -1,0 +1,81 @@
+/**
+ * What the preload does, for both entry points (register.mjs for --import, register.js for
+ * --require). Whatever goes wrong here, the application starts: one warning, no telemetry.
+ */
+import { register as registerLoaderHooks } from 'node:module';
+import { basename } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
+import { loadConfig } from './config';
+import { startTelemetry, type Telemetry } from './sdk';
+import { installShutdownHooks } from './shutdown';
+import { warn } from './warnings';
+
+const kState = Symbol.for('@datalab/otel.bootstrap');
+
+interface BootstrapState {
+  readonly ready: Promise<void>;
+  telemetry?: Telemetry;
+}
+
+type GlobalWithState = typeof globalThis & { [kState]?: BootstrapState };
+
+/**
+ * `NODE_OPTIONS=--import … npm start` loads the preload into npm itself too. Instrumenting the
+ * package manager would bind the metrics port before the real service starts, so skip it.
+ */
+export function isPackageManagerCli(mainScript: string | undefined): boolean {
+  if (!mainScript) return false;
+  const name = basename(mainScript);
+  return /^(npm-cli|npx-cli|npm|npx|yarn|pnpm|pnpx|corepack)(\.c?js)?$/.test(name);
+}
+
+/** The running telemetry, when the preload started it (the public API reads this). */
+export function currentTelemetry(): Telemetry | undefined {
+  return (globalThis as GlobalWithState)[kState]?.telemetry;
+}
+
+export function bootstrap(): Promise<void> {
+  const g = globalThis as GlobalWithState;
+  // Both --import and --require (or NODE_OPTIONS plus a flag) may load us: start once.
+  const existing = g[kState];
+  if (existing) return existing.ready;
+  const state: { ready: Promise<void>; telemetry?: Telemetry } = { ready: Promise.resolve() };
+  g[kState] = state;
+
+  // Worker threads inherit the preload; one SDK and one management port per process.
+  if (!isMainThread || isPackageManagerCli(process.argv[1])) return state.ready;
+
+  try {
+    const config = loadConfig();
+    if (config.sdkDisabled) return state.ready;
+    const esmHooks = registerEsmHooks();
+    state.telemetry = startTelemetry(config);
+    installShutdownHooks(state.telemetry);
+    // ESM modules imported before the loader acknowledged the hook list would go unpatched.
+    state.ready = esmHooks.catch((err: unknown) => {
+      warn('DLOTEL_START_FAILED', `ESM hooks were not acknowledged: ${describe(err)}`);
+    });
+  } catch (err) {
+    warn(
+      'DLOTEL_START_FAILED',
+      `telemetry did not start (${describe(err)}); the application runs without it`,
+    );
+  }
+  return state.ready;
+}
+
+/**
+ * import-in-the-middle's loader, limited to the modules an instrumentation hooks: wrapping
+ * every ESM module would slow start-up and can break unrelated code.
+ */
+function registerEsmHooks(): Promise<void> {
+  const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
+  const { registerOptions, waitForAllMessagesAcknowledged } = iitm.createAddHookMessageChannel();
+  registerLoaderHooks('import-in-the-middle/hook.mjs', pathToFileURL(__filename), registerOptions);
+  return waitForAllMessagesAcknowledged();
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

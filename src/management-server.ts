@@ -1,0 +1,72 @@
+/**
+ * The distro's own HTTP server (`/metrics` now; health endpoints join it later). It never holds
+ * the process open, never crashes the app when its port is taken, and its requests are neither
+ * counted nor traced (see isOwnServer).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { warn } from './warnings';
+
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export class ManagementServer {
+  readonly server: Server;
+  private readonly routes = new Map<string, RouteHandler>();
+  private listening = false;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+  ) {
+    this.server = createServer((req, res) => this.handle(req, res));
+    this.server.on('error', (err: NodeJS.ErrnoException) => {
+      warn(
+        'DLOTEL_PORT_UNAVAILABLE',
+        `management server cannot listen on ${host}:${port} (${err.code ?? err.message}); ` +
+          '/metrics is not served. Set DATALAB_METRICS_PORT to a free port',
+      );
+    });
+  }
+
+  route(path: string, handler: RouteHandler): this {
+    this.routes.set(path, handler);
+    return this;
+  }
+
+  start(): void {
+    this.server.listen(this.port, this.host, () => {
+      this.listening = true;
+    });
+    this.server.unref();
+  }
+
+  /** Resolves once closed; idle keep-alive sockets (Prometheus keeps one) are closed too. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.listening) return resolve();
+      this.listening = false;
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const handler = this.routes.get(path);
+    if (handler === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not Found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(req, res))
+      .catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`internal error: ${err instanceof Error ? err.message : 'unknown'}\n`);
+      });
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * The HTTP RED metrics of SPEC §3, recorded from the request lifecycle itself (Node's
+ * `http.server.request.start` diagnostics channel and the response's `close` event), not from
+ * spans: counts stay exact whatever the sampler decides, and they work even with the http
+ * instrumentation disabled (only the route template then falls back to the normalised path).
+ *
+ * Hot-path budget per request: two clock reads, one listener, one map lookup, one counter
+ * increment and one histogram record. The request counter and the in-flight gauge are plain
+ * numbers read by observable instruments at collection time, so they cost no SDK call per
+ * request.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+import { IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import {
+  type Attributes,
+  context,
+  type Histogram,
+  type Meter,
+  type Span,
+} from '@opentelemetry/api';
+import { getRPCMetadata } from '@opentelemetry/core';
+import { warnOnce } from '../warnings';
+import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
+
+const REQUEST_START_CHANNEL = 'http.server.request.start';
+const kStart = Symbol('datalab.otel.requestStart');
+const kRpc = Symbol('datalab.otel.rpcMetadata');
+
+interface RequestStartMessage {
+  request: IncomingMessage;
+  response: ServerResponse;
+  server: Server;
+}
+
+interface RouteHolder {
+  route?: unknown;
+}
+
+type TrackedResponse = ServerResponse & { [kStart]?: number };
+type TrackedRequest = IncomingMessage & { [kRpc]?: RouteHolder };
+
+interface CountSeries {
+  readonly attributes: Attributes;
+  count: number;
+}
+
+export interface HttpMetricsOptions {
+  readonly service: string;
+  readonly buckets: readonly number[];
+  readonly maxEndpoints: number;
+  /** The distro's own management server: its requests are never counted. */
+  readonly isOwnServer: (server: Server) => boolean;
+}
+
+/**
+ * instrumentation-http `requestHook`: runs inside the server span's context, where the
+ * RPC metadata object lives that the framework instrumentations (Express) fill with the matched
+ * route template. Keeping a reference lets the response's close handler read the route later.
+ */
+export function captureRouteHook(_span: Span, request: unknown): void {
+  if (request instanceof IncomingMessage) {
+    const rpc = getRPCMetadata(context.active());
+    if (rpc) (request as TrackedRequest)[kRpc] = rpc;
+  }
+}
+
+export class HttpServerMetrics {
+  private inFlight = 0;
+  private readonly counts = new Map<string, CountSeries>();
+  private readonly durationAttributes = new Map<string, Attributes>();
+  private readonly histogram: Histogram;
+  private readonly endpoints: EndpointRegistry;
+  private readonly serviceAttributes: Attributes;
+  private readonly onRequestStart: (message: unknown) => void;
+  private readonly onResponseClose: (this: ServerResponse) => void;
+  private subscribed = false;
+
+  constructor(
+    meter: Meter,
+    private readonly options: HttpMetricsOptions,
+  ) {
+    this.serviceAttributes = Object.freeze({ service: options.service });
+    this.endpoints = new EndpointRegistry(options.maxEndpoints, (endpoint) =>
+      warnOnce(
+        'DLOTEL_ENDPOINT_OVERFLOW',
+        'endpoints',
+        `more than DATALAB_MAX_ENDPOINTS=${options.maxEndpoints} distinct endpoints; ` +
+          `${JSON.stringify(endpoint.slice(0, 80))} and later new ones are counted as endpoint="__overflow__"`,
+      ),
+    );
+
+    meter
+      .createObservableCounter('http_requests_total', {
+        description: 'Inbound HTTP requests completed.',
+      })
+      .addCallback((result) => {
+        for (const series of this.counts.values()) result.observe(series.count, series.attributes);
+      });
+    this.histogram = meter.createHistogram('http_request_duration_seconds', {
+      description: 'Inbound HTTP request latency, from request start to response close.',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [...options.buckets] },
+    });
+    meter
+      .createObservableGauge('http_requests_active', {
+        description: 'Inbound HTTP requests in flight.',
+      })
+      .addCallback((result) => result.observe(this.inFlight, this.serviceAttributes));
+
+    // Both handlers are created once; per request only the response gets a listener.
+    this.onRequestStart = (message) => {
+      try {
+        this.start(message as RequestStartMessage);
+      } catch (err) {
+        reportInternal(err);
+      }
+    };
+    const self = this;
+    this.onResponseClose = function (this: ServerResponse) {
+      try {
+        self.finish(this as TrackedResponse);
+      } catch (err) {
+        reportInternal(err);
+      }
+    };
+  }
+
+  enable(): void {
+    if (this.subscribed) return;
+    diagnosticsChannel.subscribe(REQUEST_START_CHANNEL, this.onRequestStart);
+    this.subscribed = true;
+  }
+
+  disable(): void {
+    if (!this.subscribed) return;
+    diagnosticsChannel.unsubscribe(REQUEST_START_CHANNEL, this.onRequestStart);
+    this.subscribed = false;
+  }
+
+  private start({ response, server }: RequestStartMessage): void {
+    if (this.options.isOwnServer(server)) return;
+    (response as TrackedResponse)[kStart] = performance.now();
+    this.inFlight++;
+    // 'close' fires once for every response: after 'finish', or when the socket dies first.
+    response.on('close', this.onResponseClose);
+  }
+
+  private finish(response: TrackedResponse): void {
+    const startedAt = response[kStart];
+    if (startedAt === undefined) return;
+    response[kStart] = undefined;
+    this.inFlight--;
+    const seconds = (performance.now() - startedAt) / 1000;
+
+    const request = response.req as TrackedRequest;
+    const route = request[kRpc]?.route;
+    const endpoint = this.endpoints.admit(
+      typeof route === 'string' && route !== '' ? route : normalizePath(request.url),
+    );
+    const method = normalizeMethod(request.method);
+    // A response that never sent its headers (handler crashed, socket closed early) is a 500.
+    const status = response.headersSent ? String(response.statusCode) : '500';
+
+    const key = `${method} ${status} ${endpoint}`;
+    let series = this.counts.get(key);
+    if (series === undefined) {
+      series = {
+        attributes: Object.freeze({ method, endpoint, status, service: this.options.service }),
+        count: 0,
+      };
+      this.counts.set(key, series);
+    }
+    series.count++;
+
+    const durationKey = `${method} ${endpoint}`;
+    let attributes = this.durationAttributes.get(durationKey);
+    if (attributes === undefined) {
+      attributes = Object.freeze({ method, endpoint, service: this.options.service });
+      this.durationAttributes.set(durationKey, attributes);
+    }
+    this.histogram.record(seconds, attributes);
+  }
+}
+
+function reportInternal(err: unknown): void {
+  warnOnce(
+    'DLOTEL_INTERNAL_ERROR',
+    'http-metrics',
+    `HTTP metrics hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
+  );
+}

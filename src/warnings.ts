@@ -1,0 +1,77 @@
+/**
+ * Every warning the distro can print has a stable code. Operators grep for them and
+ * docs/warnings.md explains each; test/unit/warnings.test.ts keeps the two lists in step.
+ */
+export const WARNING_CODES = {
+  DLOTEL_CONFIG_INVALID: 'A configuration variable has a value the distro cannot use.',
+  DLOTEL_PORT_UNAVAILABLE: 'The management server could not listen on its host and port.',
+  DLOTEL_START_FAILED: 'Telemetry failed to start; the application runs without it.',
+  DLOTEL_INSTRUMENTATION_FAILED: 'An instrumentation package could not be loaded or enabled.',
+  DLOTEL_EXPORT_FAILED: 'Exporting telemetry to its backend failed.',
+  DLOTEL_ENDPOINT_OVERFLOW: 'The cap on distinct endpoint label values was reached.',
+  DLOTEL_INTERNAL_ERROR: 'An error inside a distro hook was caught and swallowed.',
+} as const;
+
+export type WarningCode = keyof typeof WARNING_CODES;
+
+export type WarningSink = (line: string) => void;
+
+// stderr, not a logger: warnings must work before (and without) any logging set-up.
+let sink: WarningSink = (line) => {
+  process.stderr.write(`${line}\n`);
+};
+
+/** Tests and embedders redirect warnings; returns the previous sink. */
+export function setWarningSink(next: WarningSink): WarningSink {
+  const previous = sink;
+  sink = next;
+  return previous;
+}
+
+export function formatWarning(code: WarningCode, message: string): string {
+  return `@datalab/otel warning ${code}: ${message}`;
+}
+
+export function warn(code: WarningCode, message: string): void {
+  try {
+    sink(formatWarning(code, message));
+  } catch {
+    // A broken stderr must not take the application down with it.
+  }
+}
+
+const lastWarnedAt = new Map<string, number>();
+
+/**
+ * Repeating failures (an exporter that is down) would otherwise print once per attempt.
+ * One line per key per interval is enough for an operator to notice.
+ */
+export function warnRateLimited(
+  code: WarningCode,
+  key: string,
+  message: string,
+  intervalMs = 60_000,
+  now = Date.now(),
+): boolean {
+  const mapKey = `${code}:${key}`;
+  const last = lastWarnedAt.get(mapKey);
+  if (last !== undefined && now - last < intervalMs) return false;
+  lastWarnedAt.set(mapKey, now);
+  warn(code, message);
+  return true;
+}
+
+const warnedOnce = new Set<string>();
+
+export function warnOnce(code: WarningCode, key: string, message: string): void {
+  const mapKey = `${code}:${key}`;
+  if (warnedOnce.has(mapKey)) return;
+  warnedOnce.add(mapKey);
+  warn(code, message);
+}
+
+/** Values echoed in warnings are quoted and cut, so a hostile value cannot forge log lines. */
+export function quote(value: string, max = 80): string {
+  const cut = value.length > max ? `${value.slice(0, max)}…` : value;
+  return JSON.stringify(cut);
+}

@@ -1,0 +1,63 @@
+/**
+ * Every way a platform team can switch the distro on, and off.
+ */
+import assert from 'node:assert/strict';
+import { type AppProcess, request, startApp } from '../support/app';
+import { samplesNamed, sumOf } from '../support/prometheus-text';
+
+describe('entry points', () => {
+  let app: AppProcess | undefined;
+  afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+  });
+
+  it('NODE_OPTIONS="--import @datalab/otel/register" instruments an ESM app', async () => {
+    app = await startApp({ fixture: 'express-app.mjs', preload: 'node-options' });
+    assert.equal(await request(app.url('/users/7')), 200);
+    const counters = samplesNamed(await app.scrape(), 'http_requests_total');
+    assert.equal(counters[0]?.labels.endpoint, '/users/:id');
+  });
+
+  it('--import of a CommonJS app', async () => {
+    app = await startApp({ fixture: 'express-app.cjs', preload: 'import' });
+    assert.equal(await request(app.url('/users/7')), 200);
+    const counters = samplesNamed(await app.scrape(), 'http_requests_total');
+    assert.equal(counters[0]?.labels.endpoint, '/users/:id');
+  });
+
+  it('loaded twice (NODE_OPTIONS and --require) starts once', async () => {
+    app = await startApp({
+      fixture: 'express-app.cjs',
+      preload: 'require',
+      env: { NODE_OPTIONS: '--import @datalab/otel/register' },
+    });
+    for (let i = 0; i < 3; i++) assert.equal(await request(app.url(`/users/${i}`)), 200);
+    assert.equal(sumOf(samplesNamed(await app.scrape(), 'http_requests_total')), 3);
+    assert.deepEqual(app.warnings(), [], 'no second management server fighting for the port');
+  });
+
+  it('OTEL_SDK_DISABLED=true turns everything off', async () => {
+    app = await startApp({
+      fixture: 'express-app.mjs',
+      env: { OTEL_SDK_DISABLED: 'true' },
+      waitForMetrics: false,
+    });
+    assert.equal(await request(app.url('/users/1')), 200);
+    await assert.rejects(fetch(`http://127.0.0.1:${app.metricsPort}/metrics`));
+    assert.deepEqual(app.warnings(), []);
+  });
+
+  it('the service exits on SIGTERM as it would without the distro', async () => {
+    app = await startApp({ fixture: 'plain-http-app.mjs' });
+    const { signal } = await app.stop();
+    assert.equal(signal, 'SIGTERM');
+  });
+
+  it('the service name falls back to the package.json name', async () => {
+    app = await startApp({ fixture: 'pkg-app/server.cjs', env: { OTEL_SERVICE_NAME: '' } });
+    assert.equal(await request(app.url('/')), 200);
+    const counters = samplesNamed(await app.scrape(), 'http_requests_total');
+    assert.equal(counters[0]?.labels.service, 'billing-worker');
+  });
+});

@@ -1,0 +1,207 @@
+/**
+ * Spawns a fixture service as a real child process with the preload, the way an operator runs
+ * it, and cleans it up by PID. Every process started here is killed when the test run ends,
+ * even if a test fails half way.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { parsePrometheusText, type Sample } from './prometheus-text';
+
+export const ROOT = resolve(__dirname, '..', '..', '..');
+export const FIXTURES = join(ROOT, 'test', 'fixtures');
+
+export type Preload = 'import' | 'require' | 'node-options' | 'none';
+
+export interface StartOptions {
+  /** File name under test/fixtures. */
+  readonly fixture: string;
+  readonly preload?: Preload;
+  readonly env?: Readonly<Record<string, string>>;
+  /** Wait for the management server's /metrics (default true unless preload is 'none'). */
+  readonly waitForMetrics?: boolean;
+}
+
+export interface AppProcess {
+  readonly pid: number;
+  readonly port: number;
+  readonly metricsPort: number;
+  readonly stdout: string[];
+  readonly stderr: string[];
+  url(path: string): string;
+  scrape(): Promise<Sample[]>;
+  scrapeText(): Promise<string>;
+  /** Lines of stderr that are distro warnings. */
+  warnings(): string[];
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** The environment of the test run, without any OTEL_/DATALAB_ setting leaking into fixtures. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined || k.startsWith('OTEL_') || k.startsWith('DATALAB_')) continue;
+    if (k === 'NODE_OPTIONS') continue;
+    env[k] = v;
+  }
+  return {
+    ...env,
+    PGHOST: process.env.PGHOST ?? '127.0.0.1',
+    PGPORT: process.env.PGPORT ?? '5432',
+    PGUSER: process.env.PGUSER ?? 'postgres',
+    PGDATABASE: process.env.PGDATABASE ?? 'test',
+  };
+}
+
+export async function startApp(options: StartOptions): Promise<AppProcess> {
+  const preload = options.preload ?? 'import';
+  const metricsPort = options.env?.DATALAB_METRICS_PORT
+    ? Number(options.env.DATALAB_METRICS_PORT)
+    : await freePort();
+  const env: Record<string, string> = {
+    ...baseEnv(),
+    DATALAB_METRICS_HOST: '127.0.0.1',
+    DATALAB_METRICS_PORT: String(metricsPort),
+    OTEL_SERVICE_NAME: 'fixture-service',
+    ...options.env,
+  };
+  const args: string[] = [];
+  if (preload === 'import') args.push('--import', '@datalab/otel/register');
+  if (preload === 'require') args.push('--require', '@datalab/otel/register');
+  if (preload === 'node-options') {
+    env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import @datalab/otel/register`.trim();
+  }
+  args.push(join(FIXTURES, options.fixture));
+
+  // cwd is the package root so that `@datalab/otel/register` resolves by self-reference, as it
+  // would from an application's node_modules.
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  collectLines(child.stdout, stdout);
+  collectLines(child.stderr, stderr);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      done({ code, signal });
+    }),
+  );
+
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${options.fixture} did not start:\n${stderr.join('\n')}`)),
+      20_000,
+    );
+    const check = () => {
+      for (const line of stdout) {
+        if (!line.startsWith('{')) continue;
+        const msg = JSON.parse(line) as { event?: string; port?: number };
+        if (msg.event === 'listening' && typeof msg.port === 'number') {
+          clearTimeout(timer);
+          resolvePort(msg.port);
+          return;
+        }
+      }
+      setTimeout(check, 20);
+    };
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`${options.fixture} exited (${code ?? signal}):\n${stderr.join('\n')}`));
+    });
+    check();
+  });
+
+  const app: AppProcess = {
+    pid: child.pid as number,
+    port,
+    metricsPort,
+    stdout,
+    stderr,
+    url: (path) => `http://127.0.0.1:${port}${path}`,
+    scrapeText: async () => {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+      return res.text();
+    },
+    scrape: async () => parsePrometheusText(await app.scrapeText()),
+    warnings: () => stderr.filter((l) => l.startsWith('@datalab/otel warning')),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        const result = await exited;
+        clearTimeout(timer);
+        return result;
+      }
+      return exited;
+    },
+  };
+
+  if (options.waitForMetrics ?? preload !== 'none') {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        await app.scrapeText();
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          await app.stop();
+          throw new Error(`/metrics never answered: ${String(err)}\n${stderr.join('\n')}`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+  return app;
+}
+
+function collectLines(stream: NodeJS.ReadableStream | null, into: string[]): void {
+  if (!stream) return;
+  let buffer = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buffer += chunk;
+    let nl = buffer.indexOf('\n');
+    while (nl !== -1) {
+      into.push(buffer.slice(0, nl));
+      buffer = buffer.slice(nl + 1);
+      nl = buffer.indexOf('\n');
+    }
+  });
+  stream.on('end', () => {
+    if (buffer !== '') into.push(buffer);
+  });
+}
+
+/** Sends one request and returns its status (0 when the server dropped the connection). */
+export async function request(url: string, init?: RequestInit): Promise<number> {
+  try {
+    const res = await fetch(url, init);
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import {
+  DEFAULT_HTTP_BUCKETS,
+  INSTRUMENTATION_NAMES,
+  parseBuckets,
+  parseConfig,
+  parseResourceAttributes,
+} from '../../src/config';
+
+describe('config', () => {
+  it('has documented defaults and is frozen', () => {
+    const { config, warnings } = parseConfig({});
+    assert.deepEqual(warnings, []);
+    assert.equal(config.serviceName, 'unknown_service:node');
+    assert.equal(config.management.host, '0.0.0.0');
+    assert.equal(config.management.port, 9464);
+    assert.equal(config.metrics.maxEndpoints, 200);
+    assert.deepEqual(config.metrics.exporters, ['prometheus']);
+    assert.deepEqual(config.traces.exporters, [], 'no endpoint, no OTLP export');
+    assert.equal(config.traces.protocol, 'http/protobuf');
+    assert.deepEqual(config.instrumentations, [...INSTRUMENTATION_NAMES]);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.metrics));
+    assert.throws(() => {
+      (config as { serviceName: string }).serviceName = 'x';
+    });
+  });
+
+  it('resolves the service name in SPEC order', () => {
+    const pkg = { name: 'from-package', version: '1.2.3' };
+    const attrs = 'service.name=from-attrs,deployment.environment.name=prod';
+    assert.equal(parseConfig({}, pkg).config.serviceName, 'from-package');
+    assert.equal(
+      parseConfig({ OTEL_RESOURCE_ATTRIBUTES: attrs }, pkg).config.serviceName,
+      'from-attrs',
+    );
+    const both = parseConfig({ OTEL_RESOURCE_ATTRIBUTES: attrs, OTEL_SERVICE_NAME: 'svc' }, pkg);
+    assert.equal(both.config.serviceName, 'svc');
+    assert.equal(both.config.serviceVersion, '1.2.3');
+    assert.deepEqual(both.config.resourceAttributes, { 'deployment.environment.name': 'prod' });
+  });
+
+  it('an endpoint switches OTLP trace export on; OTEL_TRACES_EXPORTER=none off', () => {
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' };
+    assert.deepEqual(parseConfig(env).config.traces.exporters, ['otlp']);
+    const none = parseConfig({ ...env, OTEL_TRACES_EXPORTER: 'none' });
+    assert.deepEqual(none.config.traces.exporters, []);
+    const perSignal = parseConfig({
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces',
+    });
+    assert.deepEqual(perSignal.config.traces.exporters, ['otlp']);
+  });
+
+  it('warns once per bad value, naming variable, value and default', () => {
+    const { config, warnings } = parseConfig({
+      DATALAB_METRICS_PORT: 'abc',
+      DATALAB_HTTP_BUCKETS: '5,1,x',
+      DATALAB_MAX_ENDPOINTS: '-3',
+      OTEL_TRACES_EXPORTER: 'otlp,bogus',
+      OTEL_TRACES_SAMPLER: 'sometimes',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon',
+      OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'fs,pg',
+    });
+    const text = warnings.map((w) => w.message);
+    assert.equal(warnings.length, 7, text.join('\n'));
+    assert.ok(warnings.every((w) => w.code === 'DLOTEL_CONFIG_INVALID'));
+    assert.match(text[0] ?? '', /OTEL_EXPORTER_OTLP_PROTOCOL="carrier-pigeon".*http\/protobuf/);
+    assert.ok(text.some((t) => /DATALAB_METRICS_PORT="abc" .*default 9464/.test(t)));
+    assert.ok(text.some((t) => /DATALAB_HTTP_BUCKETS="5,1,x"/.test(t)));
+    assert.ok(text.some((t) => /OTEL_TRACES_EXPORTER names "bogus"/.test(t)));
+    assert.ok(text.some((t) => /OTEL_NODE_DISABLED_INSTRUMENTATIONS names "fs"/.test(t)));
+    assert.equal(config.management.port, 9464);
+    assert.equal(config.metrics.maxEndpoints, 200);
+    assert.deepEqual(config.metrics.httpBuckets, DEFAULT_HTTP_BUCKETS);
+    assert.deepEqual(config.traces.exporters, ['otlp'], 'the valid entry is kept');
+    assert.equal(config.traces.sampler, 'parentbased_always_on');
+    assert.ok(!config.instrumentations.includes('pg'));
+  });
+
+  it('echoes hostile values quoted and cut, so a warning stays one line', () => {
+    const { warnings } = parseConfig({ DATALAB_METRICS_PORT: `1\nFAKE LINE${'x'.repeat(500)}` });
+    assert.equal(warnings.length, 1);
+    assert.ok(!warnings[0]?.message.includes('\n'));
+    assert.ok((warnings[0]?.message.length ?? 0) < 250);
+  });
+
+  it('OTEL_NODE_ENABLED_INSTRUMENTATIONS narrows, then DISABLED removes', () => {
+    const { config } = parseConfig({
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http,express,pg',
+      OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'pg',
+    });
+    assert.deepEqual(config.instrumentations, ['http', 'express']);
+  });
+
+  it('sampler ratio is validated', () => {
+    const ok = parseConfig({
+      OTEL_TRACES_SAMPLER: 'traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0.25',
+    });
+    assert.equal(ok.config.traces.samplerArg, 0.25);
+    const bad = parseConfig({ OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '2' });
+    assert.equal(bad.config.traces.samplerArg, 1);
+    assert.equal(bad.warnings.length, 1);
+  });
+
+  it('OTEL_SDK_DISABLED is a boolean', () => {
+    assert.equal(parseConfig({ OTEL_SDK_DISABLED: 'TRUE' }).config.sdkDisabled, true);
+    const junk = parseConfig({ OTEL_SDK_DISABLED: 'yes please' });
+    assert.equal(junk.config.sdkDisabled, false);
+    assert.equal(junk.warnings.length, 1);
+  });
+
+  it('per-signal protocol overrides the general one', () => {
+    const { config } = parseConfig({
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc',
+      OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: 'http/json',
+    });
+    assert.equal(config.traces.protocol, 'grpc');
+    assert.equal(config.metrics.protocol, 'http/json');
+  });
+
+  it('parses buckets', () => {
+    assert.deepEqual(parseBuckets('0.1, 0.5,1'), [0.1, 0.5, 1]);
+    for (const bad of ['5,1', '1,1', '1,,2', 'x', '-1,2', '1,Infinity', '']) {
+      assert.equal(parseBuckets(bad), undefined, bad);
+    }
+  });
+
+  it('parses OTEL_RESOURCE_ATTRIBUTES with percent-encoding', () => {
+    assert.deepEqual(parseResourceAttributes('a=1, b = x%2Cy ,c=%E2%9C%93').attributes, {
+      a: '1',
+      b: 'x,y',
+      c: '✓',
+    });
+    const bad = parseResourceAttributes('novalue,k=%ZZ,ok=1');
+    assert.deepEqual(bad.attributes, { ok: '1' });
+    assert.ok(bad.error);
+  });
+});

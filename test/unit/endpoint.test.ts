@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import {
+  EndpointRegistry,
+  isIdSegment,
+  MAX_ENDPOINT_LENGTH,
+  normalizeMethod,
+  normalizePath,
+  OVERFLOW_ENDPOINT,
+} from '../../src/metrics/endpoint';
+
+describe('endpoint normalisation', () => {
+  const cases: [string | undefined, string][] = [
+    [undefined, '/'],
+    ['', '/'],
+    ['/', '/'],
+    ['/?q=1', '/'],
+    ['/users/42', '/users/:id'],
+    ['/users/42/orders/7?page=2', '/users/:id/orders/:id'],
+    ['/files/550e8400-e29b-41d4-a716-446655440000', '/files/:id'],
+    ['/blobs/507f1f77bcf86cd799439011', '/blobs/:id'],
+    ['/health/live', '/health/live'],
+    ['/v2/items', '/v2/items'],
+    ['/users/abc#frag', '/users/abc'],
+    ['/users/', '/users/'],
+    ['http://example.com/users/9?x', '/users/:id'],
+    ['/deadbeef', '/deadbeef'],
+  ];
+  for (const [input, expected] of cases) {
+    it(`${JSON.stringify(input)} → ${expected}`, () =>
+      assert.equal(normalizePath(input), expected));
+  }
+
+  it('recognises id segments', () => {
+    assert.ok(isIdSegment('123'));
+    assert.ok(isIdSegment('0123456789abcdef'));
+    assert.ok(!isIdSegment('v2'));
+    assert.ok(!isIdSegment('abc'));
+    assert.ok(!isIdSegment(''));
+  });
+
+  it('normalises methods', () => {
+    assert.equal(normalizeMethod('GET'), 'GET');
+    assert.equal(normalizeMethod('patch'), 'PATCH');
+    assert.equal(normalizeMethod('PROPFIND'), '_OTHER');
+    assert.equal(normalizeMethod(undefined), '_OTHER');
+  });
+});
+
+describe('EndpointRegistry', () => {
+  it('admits up to the cap, then counts new ones as overflow, warning once', () => {
+    const overflowed: string[] = [];
+    const registry = new EndpointRegistry(3, (e) => overflowed.push(e));
+    for (const e of ['/a', '/b', '/c']) assert.equal(registry.admit(e), e);
+    assert.equal(registry.admit('/d'), OVERFLOW_ENDPOINT);
+    assert.equal(registry.admit('/e'), OVERFLOW_ENDPOINT);
+    assert.equal(registry.admit('/a'), '/a', 'known ones still pass');
+    assert.deepEqual(overflowed, ['/d']);
+    assert.equal(registry.size, 3);
+  });
+
+  it('never admits absurdly long endpoints', () => {
+    const registry = new EndpointRegistry(10);
+    assert.equal(registry.admit(`/${'x'.repeat(MAX_ENDPOINT_LENGTH)}`), OVERFLOW_ENDPOINT);
+    assert.equal(registry.size, 0);
+  });
+});
