@@ -27,7 +27,8 @@ type GlobalWithState = typeof globalThis & { [kState]?: BootstrapState };
 export function isPackageManagerCli(mainScript: string | undefined): boolean {
   if (!mainScript) return false;
   const name = basename(mainScript);
-  return /^(npm-cli|npx-cli|npm|npx|yarn|pnpm|pnpx|corepack)(\.c?js)?$/.test(name);
+  // Yarn Berry ships as .yarn/releases/yarn-4.5.0.cjs.
+  return /^(npm-cli|npx-cli|npm|npx|yarn(-[\d.]+)?|pnpm|pnpx|corepack)(\.[cm]?js)?$/.test(name);
 }
 
 /** The running telemetry, when the preload started it (the public API reads this). */
@@ -49,11 +50,12 @@ export function bootstrap(): Promise<void> {
   try {
     const config = loadConfig();
     if (config.sdkDisabled) return state.ready;
-    const esmHooks = registerEsmHooks();
+    const waitForEsmHooks = registerEsmHooks();
     state.telemetry = startTelemetry(config);
     installShutdownHooks(state.telemetry);
-    // ESM modules imported before the loader acknowledged the hook list would go unpatched.
-    state.ready = esmHooks.catch((err: unknown) => {
+    // The instrumentations just sent the loader the modules they hook; ESM modules imported
+    // before the loader acknowledged that list would go unpatched.
+    state.ready = waitForEsmHooks().catch((err: unknown) => {
       warn('DLOTEL_START_FAILED', `ESM hooks were not acknowledged: ${describe(err)}`);
     });
   } catch (err) {
@@ -69,11 +71,11 @@ export function bootstrap(): Promise<void> {
  * import-in-the-middle's loader, limited to the modules an instrumentation hooks: wrapping
  * every ESM module would slow start-up and can break unrelated code.
  */
-function registerEsmHooks(): Promise<void> {
+function registerEsmHooks(): () => Promise<void> {
   const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
   const { registerOptions, waitForAllMessagesAcknowledged } = iitm.createAddHookMessageChannel();
   registerLoaderHooks('import-in-the-middle/hook.mjs', pathToFileURL(__filename), registerOptions);
-  return waitForAllMessagesAcknowledged();
+  return waitForAllMessagesAcknowledged;
 }
 
 function describe(err: unknown): string {

@@ -32,6 +32,7 @@ export const INSTRUMENTATION_NAMES = [
   'ioredis',
   'redis',
   'winston',
+  'runtime-node',
 ] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
@@ -84,6 +85,8 @@ export interface Config {
     readonly port: number;
   };
   readonly shutdownTimeoutMs: number;
+  /** Trace database calls made outside any traced operation (timers, start-up) as root spans. */
+  readonly dbRootSpans: boolean;
 }
 
 export interface ConfigWarning {
@@ -152,8 +155,9 @@ class Reader {
   }
 
   /**
-   * A comma list of names. Unknown entries are dropped with a warning and the known ones kept,
-   * so one typo does not silently switch a whole signal off.
+   * A comma list of names. Unknown entries are dropped with a warning and the known ones kept;
+   * when none is left, the default is used, so one typo does not silently switch a whole signal
+   * off. `none` alone means an empty list.
    */
   list<T extends string>(
     name: string,
@@ -163,22 +167,33 @@ class Reader {
   ): T[] {
     const value = this.raw(name);
     if (value === undefined) return [...fallback];
+    const items = value
+      .split(',')
+      .map((part) => part.trim().toLowerCase())
+      .filter((item) => item !== '');
+    if (extra.none && items.length === 1 && items[0] === 'none') return [];
     const out: T[] = [];
-    for (const part of value.split(',')) {
-      const item = part.trim().toLowerCase();
-      if (item === '') continue;
-      if (extra.none && item === 'none') return [];
+    const unknown: string[] = [];
+    for (const item of items) {
       if ((allowed as readonly string[]).includes(item)) {
         if (!out.includes(item as T)) out.push(item as T);
-      } else {
-        this.warnings.push({
-          code: 'DLOTEL_CONFIG_INVALID',
-          message: `${name} names ${quote(item)}, which is not one of ${allowed.join(', ')}${
-            extra.none ? ', none' : ''
-          }; ignoring that entry`,
-        });
-      }
+      } else unknown.push(item);
     }
+    if (unknown.length === 0) return out;
+    const known = `${allowed.join(', ')}${extra.none ? ', or none alone' : ''}`;
+    if (out.length === 0) {
+      this.invalid(
+        name,
+        value,
+        `names nothing known (${known})`,
+        fallback.length === 0 ? 'the default: none' : `the default ${fallback.join(',')}`,
+      );
+      return [...fallback];
+    }
+    this.warnings.push({
+      code: 'DLOTEL_CONFIG_INVALID',
+      message: `${name}=${quote(value)} names ${unknown.map((u) => quote(u)).join(', ')}, not one of ${known}; using ${out.join(',')}`,
+    });
     return out;
   }
 }
@@ -244,11 +259,12 @@ export function parseConfig(
   const rawResource = r.raw('OTEL_RESOURCE_ATTRIBUTES');
   if (rawResource !== undefined) {
     const parsed = parseResourceAttributes(rawResource);
-    resourceAttributes = parsed.attributes;
-    if (parsed.error !== undefined) {
+    // The OTel spec: on a decoding error the whole value is discarded.
+    if (parsed.error === undefined) resourceAttributes = parsed.attributes;
+    else {
       r.warnings.push({
         code: 'DLOTEL_CONFIG_INVALID',
-        message: `OTEL_RESOURCE_ATTRIBUTES ${parsed.error}; ignoring that entry`,
+        message: `OTEL_RESOURCE_ATTRIBUTES ${parsed.error}; ignoring the whole value`,
       });
     }
   }
@@ -370,6 +386,8 @@ export function parseConfig(
     600_000,
   );
 
+  const dbRootSpans = r.bool('DATALAB_DB_ROOT_SPANS', false);
+
   const config: Config = deepFreeze({
     sdkDisabled,
     serviceName,
@@ -398,6 +416,7 @@ export function parseConfig(
     instrumentations,
     management: { host, port },
     shutdownTimeoutMs,
+    dbRootSpans,
   });
   return { config, warnings: r.warnings };
 }

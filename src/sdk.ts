@@ -28,6 +28,7 @@ import {
   type IMetricReader,
   MeterProvider,
   PeriodicExportingMetricReader,
+  type ViewOptions,
 } from '@opentelemetry/sdk-metrics';
 import {
   AlwaysOffSampler,
@@ -41,6 +42,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import type { Config, DiagLevelName } from './config';
+import { ClientRegistry, DbClientsInstrumentation } from './db/clients';
 import {
   createOtlpMetricExporter,
   createOtlpTraceExporter,
@@ -49,15 +51,39 @@ import {
 } from './exporters';
 import { createInstrumentations, METRICS_SILENCED } from './instrumentations';
 import { ManagementServer } from './management-server';
+import { createDbMetrics } from './metrics/db';
 import { HttpServerMetrics } from './metrics/http';
+import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
+import { SpanScrubber } from './span-scrubber';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 
 export interface Telemetry {
   readonly config: Config;
   readonly management: ManagementServer;
+  /** The application's own pg pools and Redis clients, as the distro found them. */
+  readonly clients: ClientRegistry;
   /** Flushes and stops everything the distro started; safe to call more than once. */
   shutdown(): Promise<void>;
+}
+
+/**
+ * The SDK's default cap of 2000 series per instrument would fold real series into an
+ * `otel_metric_overflow` one and break exact counts; the distro bounds its label values itself
+ * (endpoint cap, closed method/operation sets), so its own instruments get a roomier ceiling.
+ */
+const DISTRO_SERIES_LIMIT = 100_000;
+
+function distroMetricViews(): ViewOptions[] {
+  return [
+    'http_requests_total',
+    'http_request_duration_seconds',
+    'db_client_operation_duration_seconds',
+  ].map((instrumentName) => ({
+    meterName: DISTRO_NAME,
+    instrumentName,
+    aggregationCardinalityLimit: DISTRO_SERIES_LIMIT,
+  }));
 }
 
 const NOOP_METER_PROVIDER: ApiMeterProvider = { getMeter: () => createNoopMeter() };
@@ -139,7 +165,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   // Tracing. The provider is registered even without exporters: context propagation (and the
   // correlation ids built on it) must work whether or not spans leave the process.
-  const spanProcessors: SpanProcessor[] = [];
+  const spanProcessors: SpanProcessor[] = [new SpanScrubber()];
   for (const name of config.traces.exporters) {
     const exporter =
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
@@ -173,24 +199,38 @@ export function startTelemetry(config: Config): Telemetry {
       }),
     );
   }
-  const meterProvider = new MeterProvider({ resource, readers });
+  const meterProvider = new MeterProvider({
+    resource,
+    readers,
+    views: [
+      ...distroMetricViews(),
+      ...(config.instrumentations.includes('runtime-node') ? runtimeViews(config.serviceName) : []),
+    ],
+  });
   metrics.setGlobalMeterProvider(meterProvider);
+  const meter = meterProvider.getMeter(DISTRO_NAME, DISTRO_VERSION);
 
-  const httpMetrics = new HttpServerMetrics(meterProvider.getMeter(DISTRO_NAME, DISTRO_VERSION), {
+  const httpMetrics = new HttpServerMetrics(meter, {
     service: config.serviceName,
     buckets: config.metrics.httpBuckets,
     maxEndpoints: config.metrics.maxEndpoints,
     isOwnServer,
   });
   httpMetrics.enable();
+  createProcessMetrics(meter, config.serviceName);
+  const clients = new ClientRegistry();
+  const dbClients = new DbClientsInstrumentation(
+    clients,
+    createDbMetrics(meter, config.serviceName, clients),
+  );
 
   // Instrumentations last: from here on, modules the application loads get patched.
   const instrumentations = createInstrumentations(config, {
     ignoreIncomingRequest: (req: IncomingMessage) =>
       isOwnServer((req.socket as { server?: Server } | undefined)?.server),
   });
-  const disableInstrumentations = registerInstrumentations({
-    instrumentations: instrumentations.map((i) => i.instrumentation),
+  registerInstrumentations({
+    instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients],
     tracerProvider,
     meterProvider,
   });
@@ -205,10 +245,12 @@ export function startTelemetry(config: Config): Telemetry {
   return {
     config,
     management,
+    clients,
     shutdown() {
       shutdownPromise ??= (async () => {
+        // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
+        // other wrappers of the same methods.
         httpMetrics.disable();
-        disableInstrumentations();
         await Promise.allSettled([
           management.close(),
           tracerProvider.shutdown(),

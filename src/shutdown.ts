@@ -19,10 +19,10 @@ export function installShutdownHooks(telemetry: Telemetry): void {
 
   for (const signal of SIGNALS) {
     const onSignal = () => {
-      const appHandles = process.listenerCount(signal) > 1;
+      // `once` has already removed our listener: any listener left is the application's.
+      const appHandles = process.listenerCount(signal) > 0;
       void flush().then(() => {
         if (appHandles) return;
-        process.removeListener(signal, onSignal);
         process.kill(process.pid, signal);
       });
     };

@@ -83,8 +83,10 @@ export function normalizePath(url: string | undefined): string {
 }
 
 /**
- * Admits at most `cap` distinct endpoint values; every later one is counted as
- * OVERFLOW_ENDPOINT, so a scanner cannot explode the series count.
+ * Admits at most `cap` distinct normalised paths; every later one is counted as
+ * OVERFLOW_ENDPOINT, so a scanner cannot explode the series count. Route templates a framework
+ * matched are finite (they are in the application's code) and always admitted, so a scan that
+ * used up the cap does not hide the real routes seen after it.
  */
 export class EndpointRegistry {
   private readonly seen = new Set<string>();
@@ -95,9 +97,10 @@ export class EndpointRegistry {
     private readonly onFirstOverflow: (endpoint: string) => void = () => {},
   ) {}
 
-  admit(endpoint: string): string {
+  admit(endpoint: string, isRouteTemplate = false): string {
     if (this.seen.has(endpoint)) return endpoint;
     if (endpoint.length > MAX_ENDPOINT_LENGTH) return OVERFLOW_ENDPOINT;
+    if (isRouteTemplate) return endpoint;
     if (this.seen.size >= this.cap) {
       if (!this.overflowed) {
         this.overflowed = true;

@@ -26,6 +26,7 @@ import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
 const REQUEST_START_CHANNEL = 'http.server.request.start';
 const kStart = Symbol('datalab.otel.requestStart');
 const kRpc = Symbol('datalab.otel.rpcMetadata');
+const kResponse = Symbol('datalab.otel.response');
 
 interface RequestStartMessage {
   request: IncomingMessage;
@@ -38,7 +39,13 @@ interface RouteHolder {
 }
 
 type TrackedResponse = ServerResponse & { [kStart]?: number };
-type TrackedRequest = IncomingMessage & { [kRpc]?: RouteHolder };
+type TrackedRequest = IncomingMessage & {
+  [kRpc]?: RouteHolder;
+  [kResponse]?: TrackedResponse;
+  // Set by Express: `app` on every request it handles, `route` once a route matched.
+  app?: unknown;
+  route?: unknown;
+};
 
 interface CountSeries {
   readonly attributes: Attributes;
@@ -74,6 +81,7 @@ export class HttpServerMetrics {
   private readonly serviceAttributes: Attributes;
   private readonly onRequestStart: (message: unknown) => void;
   private readonly onResponseClose: (this: ServerResponse) => void;
+  private readonly onRequestClose: (this: IncomingMessage) => void;
   private subscribed = false;
 
   constructor(
@@ -124,6 +132,16 @@ export class HttpServerMetrics {
         reportInternal(err);
       }
     };
+    // Pipelined requests queued behind another one never get a response 'close' when the
+    // socket dies; Node destroys their request with an error instead.
+    this.onRequestClose = function (this: IncomingMessage) {
+      try {
+        const response = (this as TrackedRequest)[kResponse];
+        if (response && this.errored) self.finish(response);
+      } catch (err) {
+        reportInternal(err);
+      }
+    };
   }
 
   enable(): void {
@@ -138,12 +156,21 @@ export class HttpServerMetrics {
     this.subscribed = false;
   }
 
-  private start({ response, server }: RequestStartMessage): void {
+  private start({ request, response, server }: RequestStartMessage): void {
     if (this.options.isOwnServer(server)) return;
     (response as TrackedResponse)[kStart] = performance.now();
+    (request as TrackedRequest)[kResponse] = response;
     this.inFlight++;
     // 'close' fires once for every response: after 'finish', or when the socket dies first.
     response.on('close', this.onResponseClose);
+    request.on('close', this.onRequestClose);
+  }
+
+  private endpointOf(request: TrackedRequest): string {
+    const route = routeOf(request);
+    return route === undefined
+      ? this.endpoints.admit(normalizePath(request.url))
+      : this.endpoints.admit(route, true);
   }
 
   private finish(response: TrackedResponse): void {
@@ -151,13 +178,11 @@ export class HttpServerMetrics {
     if (startedAt === undefined) return;
     response[kStart] = undefined;
     this.inFlight--;
+    (response.req as TrackedRequest)[kResponse] = undefined;
     const seconds = (performance.now() - startedAt) / 1000;
 
     const request = response.req as TrackedRequest;
-    const route = request[kRpc]?.route;
-    const endpoint = this.endpoints.admit(
-      typeof route === 'string' && route !== '' ? route : normalizePath(request.url),
-    );
+    const endpoint = this.endpointOf(request);
     const method = normalizeMethod(request.method);
     // A response that never sent its headers (handler crashed, socket closed early) is a 500.
     const status = response.headersSent ? String(response.statusCode) : '500';
@@ -181,6 +206,18 @@ export class HttpServerMetrics {
     }
     this.histogram.record(seconds, attributes);
   }
+}
+
+/**
+ * The matched route template, else the normalised path. Express reports its router's mount path
+ * as the route while it looks for a match, so an Express request that matched no route (a 404
+ * under `/api`) is not credited to `/api`.
+ */
+function routeOf(request: TrackedRequest): string | undefined {
+  const route = request[kRpc]?.route;
+  if (typeof route !== 'string' || route === '') return undefined;
+  if (request.app !== undefined && request.route === undefined) return undefined;
+  return route;
 }
 
 function reportInternal(err: unknown): void {

@@ -54,6 +54,13 @@ describe('entry points', () => {
     assert.equal(signal, 'SIGTERM');
   });
 
+  it('a service with its own SIGTERM handler exits its own way', async () => {
+    // The fixture drains (server.close, pool.end) and exits 0.
+    app = await startApp({ fixture: 'express-app.cjs', preload: 'require' });
+    assert.equal(await request(app.url('/db')), 200);
+    assert.deepEqual(await app.stop(), { code: 0, signal: null });
+  });
+
   it('the service name falls back to the package.json name', async () => {
     app = await startApp({ fixture: 'pkg-app/server.cjs', env: { OTEL_SERVICE_NAME: '' } });
     assert.equal(await request(app.url('/')), 200);

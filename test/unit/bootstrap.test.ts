@@ -7,7 +7,8 @@ describe('isPackageManagerCli', () => {
       '/usr/lib/node_modules/npm/bin/npm-cli.js',
       '/usr/lib/node_modules/npm/bin/npx-cli.js',
       '/usr/local/bin/npm',
-      '/home/u/.yarn/releases/yarn.cjs',
+      '/srv/app/.yarn/releases/yarn-4.5.0.cjs',
+      '/usr/lib/node_modules/yarn/bin/yarn.js',
       '/usr/lib/node_modules/pnpm/bin/pnpm.cjs',
     ]) {
       assert.ok(isPackageManagerCli(p), p);

@@ -66,14 +66,38 @@ describe('config', () => {
     assert.match(text[0] ?? '', /OTEL_EXPORTER_OTLP_PROTOCOL="carrier-pigeon".*http\/protobuf/);
     assert.ok(text.some((t) => /DATALAB_METRICS_PORT="abc" .*default 9464/.test(t)));
     assert.ok(text.some((t) => /DATALAB_HTTP_BUCKETS="5,1,x"/.test(t)));
-    assert.ok(text.some((t) => /OTEL_TRACES_EXPORTER names "bogus"/.test(t)));
-    assert.ok(text.some((t) => /OTEL_NODE_DISABLED_INSTRUMENTATIONS names "fs"/.test(t)));
+    assert.ok(
+      text.some((t) => /OTEL_TRACES_EXPORTER="otlp,bogus" names "bogus".*using otlp/.test(t)),
+    );
+    assert.ok(text.some((t) => /OTEL_NODE_DISABLED_INSTRUMENTATIONS="fs,pg" names "fs"/.test(t)));
     assert.equal(config.management.port, 9464);
     assert.equal(config.metrics.maxEndpoints, 200);
     assert.deepEqual(config.metrics.httpBuckets, DEFAULT_HTTP_BUCKETS);
     assert.deepEqual(config.traces.exporters, ['otlp'], 'the valid entry is kept');
     assert.equal(config.traces.sampler, 'parentbased_always_on');
     assert.ok(!config.instrumentations.includes('pg'));
+  });
+
+  it('a list with nothing known falls back to the default instead of switching a signal off', () => {
+    const { config, warnings } = parseConfig({
+      OTEL_METRICS_EXPORTER: 'promethus',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318',
+      OTEL_TRACES_EXPORTER: 'bogus',
+      OTEL_PROPAGATORS: 'tracecontext,none',
+    });
+    assert.deepEqual(config.metrics.exporters, ['prometheus']);
+    assert.deepEqual(config.traces.exporters, ['otlp']);
+    assert.deepEqual(config.propagators, ['tracecontext'], '"none" only counts alone');
+    assert.equal(warnings.length, 3);
+    const metricsWarning = warnings.find((w) => w.message.startsWith('OTEL_METRICS_EXPORTER'));
+    assert.match(metricsWarning?.message ?? '', /"promethus".*default prometheus/);
+    assert.deepEqual(parseConfig({ OTEL_PROPAGATORS: 'none' }).config.propagators, []);
+  });
+
+  it('discards the whole OTEL_RESOURCE_ATTRIBUTES value when part of it is malformed', () => {
+    const { config, warnings } = parseConfig({ OTEL_RESOURCE_ATTRIBUTES: 'service.name=a,k=%ZZ' });
+    assert.equal(config.serviceName, 'unknown_service:node');
+    assert.equal(warnings.length, 1);
   });
 
   it('echoes hostile values quoted and cut, so a warning stays one line', () => {

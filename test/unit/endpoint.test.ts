@@ -58,6 +58,14 @@ describe('EndpointRegistry', () => {
     assert.equal(registry.size, 3);
   });
 
+  it('always admits route templates, even after a scan used up the cap', () => {
+    const registry = new EndpointRegistry(2);
+    registry.admit('/scan-1');
+    registry.admit('/scan-2');
+    assert.equal(registry.admit('/scan-3'), OVERFLOW_ENDPOINT);
+    assert.equal(registry.admit('/users/:id', true), '/users/:id');
+  });
+
   it('never admits absurdly long endpoints', () => {
     const registry = new EndpointRegistry(10);
     assert.equal(registry.admit(`/${'x'.repeat(MAX_ENDPOINT_LENGTH)}`), OVERFLOW_ENDPOINT);

@@ -1,0 +1,272 @@
+/**
+ * Finds the application's own database clients (pg pools, ioredis connections) and times their
+ * operations, with no code change in the application.
+ *
+ * The timings feed one histogram for every database system, and the pools feed
+ * `database_connections_active`, independent of tracing: the OpenTelemetry instrumentations
+ * only measure when they make a span (ioredis needs a parent span, pg's metric has no `service`),
+ * and their metrics live under other names. The registry is also what the health checks use to
+ * ping the application's real connections.
+ */
+import { performance } from 'node:perf_hooks';
+import {
+  InstrumentationBase,
+  InstrumentationNodeModuleDefinition,
+} from '@opentelemetry/instrumentation';
+import { DISTRO_VERSION } from '../version';
+import { warnOnce } from '../warnings';
+import { sqlOperation } from './sql';
+
+/** What a pg-pool instance exposes that we read. */
+export interface PgPoolLike {
+  readonly totalCount: number;
+  readonly idleCount: number;
+  query(text: string): Promise<unknown>;
+}
+
+/** What an ioredis client exposes that we read. */
+export interface RedisClientLike {
+  readonly status: string;
+  ping(): Promise<unknown>;
+}
+
+export type OperationRecorder = (
+  system: 'postgresql' | 'redis',
+  operation: string,
+  seconds: number,
+) => void;
+
+/**
+ * Long-lived clients the application created, held weakly: a pool the application drops must
+ * not be kept alive by its telemetry.
+ */
+export class ClientRegistry {
+  private readonly pools = new Set<WeakRef<PgPoolLike>>();
+  private readonly redis = new Set<WeakRef<RedisClientLike>>();
+  private readonly seen = new WeakSet<object>();
+
+  addPool(pool: PgPoolLike): void {
+    if (this.seen.has(pool)) return;
+    this.seen.add(pool);
+    this.pools.add(new WeakRef(pool));
+  }
+
+  addRedis(client: RedisClientLike): void {
+    if (this.seen.has(client)) return;
+    this.seen.add(client);
+    this.redis.add(new WeakRef(client));
+  }
+
+  pgPools(): PgPoolLike[] {
+    return live(this.pools);
+  }
+
+  redisClients(): RedisClientLike[] {
+    return live(this.redis);
+  }
+
+  /** Connections checked out of every pool right now (SPEC §3 database_connections_active). */
+  checkedOutConnections(): number {
+    let sum = 0;
+    for (const pool of this.pgPools()) sum += Math.max(0, pool.totalCount - pool.idleCount);
+    return sum;
+  }
+}
+
+function live<T extends object>(refs: Set<WeakRef<T>>): T[] {
+  const out: T[] = [];
+  for (const ref of refs) {
+    const value = ref.deref();
+    if (value === undefined) refs.delete(ref);
+    else out.push(value);
+  }
+  return out;
+}
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+const kTimed = Symbol('datalab.otel.timed');
+const kQueryStart = Symbol('datalab.otel.queryStart');
+
+interface TimedQuery {
+  text?: string;
+  [kQueryStart]?: number;
+}
+
+interface RedisCommand {
+  name?: unknown;
+  promise?: Promise<unknown>;
+  [kTimed]?: boolean;
+}
+
+/** Redis command names form a closed set, but `call('anything')` does not: keep the label sane. */
+export function redisOperation(name: unknown): string {
+  if (typeof name !== 'string') return 'other';
+  const lower = name.toLowerCase();
+  return /^[a-z][a-z_.|-]{0,31}$/.test(lower) ? lower : 'other';
+}
+
+const kOriginal = Symbol('datalab.otel.original');
+const kStacked = Symbol('datalab.otel.stacked');
+type Stacked = AnyFunction & { [kOriginal]?: AnyFunction };
+type Target = Record<string, unknown> & { [kStacked]?: Set<string> };
+
+/**
+ * Wraps a method on top of whatever is there. Unlike InstrumentationBase#_wrap, which unwraps an
+ * existing wrapper first, this leaves the OpenTelemetry instrumentations' wrappers of the same
+ * method (pg's query, pg-pool's connect, ioredis' sendCommand) in place, in either order.
+ */
+function stack(target: Target, name: string, wrap: (original: AnyFunction) => AnyFunction): void {
+  const current = target[name];
+  // The same module can reach us twice (require and import hooks): patch a method once.
+  if (typeof current !== 'function' || target[kStacked]?.has(name)) return;
+  if (!Object.hasOwn(target, kStacked)) target[kStacked] = new Set();
+  target[kStacked]?.add(name);
+  const wrapped: Stacked = wrap(current as AnyFunction);
+  wrapped[kOriginal] = current as AnyFunction;
+  target[name] = wrapped;
+}
+
+function unstack(target: Target, name: string): void {
+  const current = target[name] as Stacked | undefined;
+  // Only when ours is still on top: unwrapping from under another wrapper would remove it too.
+  if (current?.[kOriginal]) {
+    target[name] = current[kOriginal];
+    target[kStacked]?.delete(name);
+  }
+}
+
+function guard(err: unknown): void {
+  warnOnce(
+    'DLOTEL_INTERNAL_ERROR',
+    'db-clients',
+    `database client hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
+  );
+}
+
+export class DbClientsInstrumentation extends InstrumentationBase {
+  constructor(
+    private readonly registry: ClientRegistry,
+    private readonly record: OperationRecorder,
+  ) {
+    super('@datalab/otel/db-clients', DISTRO_VERSION, {});
+  }
+
+  protected init() {
+    type Proto = Target;
+    // ESM namespaces carry the CommonJS exports under `default`.
+    const cjs = <T>(mod: T & { default?: T }): T => mod.default ?? mod;
+    return [
+      new InstrumentationNodeModuleDefinition(
+        'pg-pool',
+        ['>=2 <4'],
+        (mod: { prototype: Proto }) => {
+          stack(cjs(mod).prototype, 'connect', (original) => this.patchPoolConnect(original));
+          return mod;
+        },
+        (mod: { prototype: Proto }) => unstack(cjs(mod).prototype, 'connect'),
+      ),
+      new InstrumentationNodeModuleDefinition(
+        'pg',
+        ['>=8 <9'],
+        (mod: { Query: { prototype: Proto } }) => {
+          this.patchPgQueryClass(cjs(mod).Query);
+          return mod;
+        },
+        (mod: { Query: { prototype: Proto } }) => {
+          const proto = cjs(mod).Query.prototype;
+          for (const name of ['submit', 'handleReadyForQuery', 'handleError']) unstack(proto, name);
+        },
+      ),
+      new InstrumentationNodeModuleDefinition(
+        'ioredis',
+        ['>=4 <7'],
+        (mod: { prototype: Proto }) => {
+          stack(cjs(mod).prototype, 'sendCommand', (original) =>
+            this.patchRedisSendCommand(original),
+          );
+          return mod;
+        },
+        (mod: { prototype: Proto }) => unstack(cjs(mod).prototype, 'sendCommand'),
+      ),
+    ];
+  }
+
+  private patchPoolConnect(original: AnyFunction) {
+    const registry = this.registry;
+    return function connect(this: PgPoolLike, ...args: unknown[]) {
+      try {
+        registry.addPool(this);
+      } catch (err) {
+        guard(err);
+      }
+      return original.apply(this, args);
+    };
+  }
+
+  /**
+   * pg: a Query is timed from `submit` (sent to the server) until `handleReadyForQuery`
+   * (success) or `handleError`, exactly one of which pg calls. Patching Query rather than
+   * Client#query keeps clear of instrumentation-pg, which wraps Client#query twice (once per
+   * hook) and would wrap a foreign wrapper in between a second time.
+   */
+  private patchPgQueryClass(Query: { prototype: Target }): void {
+    const record = this.record;
+    stack(
+      Query.prototype,
+      'submit',
+      (original) =>
+        function submit(this: TimedQuery, ...args: unknown[]) {
+          try {
+            this[kQueryStart] = performance.now();
+          } catch (err) {
+            guard(err);
+          }
+          return original.apply(this, args);
+        },
+    );
+    const finishing = (original: AnyFunction) =>
+      function finish(this: TimedQuery, ...args: unknown[]) {
+        try {
+          const start = this[kQueryStart];
+          if (start !== undefined) {
+            this[kQueryStart] = undefined;
+            record('postgresql', sqlOperation(this.text), (performance.now() - start) / 1000);
+          }
+        } catch (err) {
+          guard(err);
+        }
+        return original.apply(this, args);
+      };
+    stack(Query.prototype, 'handleReadyForQuery', finishing);
+    stack(Query.prototype, 'handleError', finishing);
+  }
+
+  private patchRedisSendCommand(original: AnyFunction) {
+    const { registry, record } = this;
+    return function sendCommand(this: RedisClientLike, ...args: unknown[]) {
+      const start = performance.now();
+      const result = original.apply(this, args);
+      try {
+        registry.addRedis(this);
+        const command = args[0] as RedisCommand | undefined;
+        // Commands sent before the connection is ready are queued and sent again: time each
+        // command once, from its first send, which is what the application waits for.
+        if (!command || command[kTimed]) return result;
+        command[kTimed] = true;
+        const name = redisOperation(command?.name);
+        const finish = () => {
+          try {
+            record('redis', name, (performance.now() - start) / 1000);
+          } catch (err) {
+            guard(err);
+          }
+        };
+        command.promise?.then(finish, finish);
+      } catch (err) {
+        guard(err);
+      }
+      return result;
+    };
+  }
+}

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { ClientRegistry, type PgPoolLike, redisOperation } from '../../src/db/clients';
+import { redisStatement } from '../../src/db/redis';
+import { sanitizeSql, sqlOperation } from '../../src/db/sql';
+
+describe('sanitizeSql', () => {
+  const cases: [string, string][] = [
+    [
+      "SELECT * FROM users WHERE email = 'a@b.c' AND id = 42",
+      'SELECT * FROM users WHERE email = ? AND id = ?',
+    ],
+    ['SELECT $1::int, $2', 'SELECT $1::int, $2'],
+    ["INSERT INTO t (a, b) VALUES ('it''s', -3.5e10)", 'INSERT INTO t (a, b) VALUES (?, -?)'],
+    ["SELECT E'esc\\'aped secret', 'plain'", 'SELECT ?, ?'],
+    ["SELECT B'0101', X'1F', N'nat'", 'SELECT ?, ?, ?'],
+    ['SELECT $$dollar secret$$, $tag$ x $$ y $tag$', 'SELECT ?, ?'],
+    [
+      'SELECT col2, t1.c3 FROM table9 t1 LIMIT 10 OFFSET 0x1F',
+      'SELECT col2, t1.c3 FROM table9 t1 LIMIT ? OFFSET ?',
+    ],
+    ['SELECT "Column 42" FROM "t"', 'SELECT "Column 42" FROM "t"'],
+    ["SELECT 1 -- secret 'x'\nFROM t", 'SELECT ? \nFROM t'],
+    [
+      "SELECT /* secret 'x' 7 */ a FROM t WHERE b IN (1, 2, .5)",
+      'SELECT   a FROM t WHERE b IN (?, ?, ?)',
+    ],
+    ["SELECT 'unterminated secret", 'SELECT ?'],
+    ['SELECT now()', 'SELECT now()'],
+  ];
+  for (const [input, expected] of cases) {
+    it(JSON.stringify(input), () => assert.equal(sanitizeSql(input), expected));
+  }
+
+  it('leaves no quoted value or number behind on generated input', () => {
+    for (let i = 0; i < 200; i++) {
+      const value = `v${Math.random().toString(36).slice(2)}`;
+      const n = Math.floor(Math.random() * 1e9);
+      const out = sanitizeSql(`UPDATE t SET a = '${value}', b = ${n} WHERE c = E'${value}\\''`);
+      assert.ok(!out.includes(value) && !out.includes(String(n)), out);
+    }
+  });
+});
+
+describe('sqlOperation', () => {
+  it('takes the first keyword, upper-case', () => {
+    assert.equal(sqlOperation('select 1'), 'SELECT');
+    assert.equal(sqlOperation('  /* c */ -- x\n (SELECT 1)'), 'SELECT');
+    assert.equal(sqlOperation('WITH x AS (SELECT 1) DELETE FROM t'), 'WITH');
+    assert.equal(sqlOperation('insert into t values (1)'), 'INSERT');
+  });
+  it('keeps the label set closed', () => {
+    assert.equal(sqlOperation('EXPLODE everything'), 'OTHER');
+    assert.equal(sqlOperation(''), 'OTHER');
+    assert.equal(sqlOperation(undefined), 'OTHER');
+    assert.equal(sqlOperation(`SELECTED${'x'.repeat(100)}`), 'OTHER');
+  });
+});
+
+describe('redis', () => {
+  it('records the command and key, never values', () => {
+    assert.equal(redisStatement('SET', ['order:1', 'secret-value', 'EX', 60]), 'set order:1');
+    assert.equal(redisStatement('get', ['k']), 'get k');
+    assert.equal(redisStatement('auth', ['user', 'password']), 'auth');
+    assert.equal(redisStatement('EVAL', ['return secret', 0]), 'eval');
+    assert.equal(redisStatement('hello', [3, 'AUTH', 'u', 'p']), 'hello');
+    assert.equal(redisStatement('set', [Buffer.from('binary key'), 'v']), 'set ?');
+    assert.equal(redisStatement('multi', []), 'multi');
+  });
+  it('bounds the operation label', () => {
+    assert.equal(redisOperation('GET'), 'get');
+    assert.equal(redisOperation('client|setname'), 'client|setname');
+    assert.equal(redisOperation('x'.repeat(40)), 'other');
+    assert.equal(redisOperation('weird command!'), 'other');
+    assert.equal(redisOperation(undefined), 'other');
+  });
+});
+
+describe('ClientRegistry', () => {
+  it('sums checked-out connections over every pool, once per pool', () => {
+    const registry = new ClientRegistry();
+    const pool = (total: number, idle: number): PgPoolLike => ({
+      totalCount: total,
+      idleCount: idle,
+      query: async () => undefined,
+    });
+    const a = pool(5, 2);
+    registry.addPool(a);
+    registry.addPool(a);
+    registry.addPool(pool(3, 3));
+    assert.equal(registry.pgPools().length, 2);
+    assert.equal(registry.checkedOutConnections(), 3);
+  });
+});
