@@ -28,7 +28,7 @@ const child = spawn(
   ['--import', '@datalab/otel/register', join(root, 'examples', 'orders-service.mjs')],
   {
     cwd: root,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PGHOST: '127.0.0.1',
       PGUSER: 'postgres',
@@ -41,16 +41,20 @@ const child = spawn(
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.address().port}`,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
       OTEL_BSP_SCHEDULE_DELAY: '200',
+      DATALAB_ACCESS_LOG: 'true',
     },
   },
 );
+// The service's own output: its access log lines are shown after the traffic.
+const serviceLines = [];
+child.stderr.on('data', (chunk) => process.stderr.write(chunk));
 const port = await new Promise((resolve, reject) => {
   child.once('exit', (code) => reject(new Error(`the example service exited (${code})`)));
   child.stdout.on('data', (chunk) => {
-    const line = String(chunk)
-      .split('\n')
-      .find((l) => l.includes('"listening"'));
-    if (line) resolve(JSON.parse(line).port);
+    for (const line of String(chunk).split('\n')) {
+      if (line.includes('"listening"')) resolve(JSON.parse(line).port);
+      else if (line.startsWith('{')) serviceLines.push(line);
+    }
   });
 });
 
@@ -62,7 +66,9 @@ console.log(`Management server: http://127.0.0.1:${metricsPort}/metrics\n`);
 for (const path of ['/orders/1', '/orders/2', '/orders/3', '/orders/42', '/boom', '/nowhere']) {
   const res = await fetch(base + path);
   await res.arrayBuffer();
-  console.log(`GET ${path.padEnd(11)} → ${res.status}`);
+  console.log(
+    `GET ${path.padEnd(11)} → ${res.status}  x-correlation-id: ${res.headers.get('x-correlation-id')}`,
+  );
 }
 await new Promise((r) => setTimeout(r, 800));
 
@@ -71,6 +77,9 @@ console.log('\n/metrics (HTTP series, without buckets):');
 for (const line of metrics.split('\n')) {
   if (/^http_/.test(line) && !line.includes('_bucket')) console.log(`  ${line}`);
 }
+
+console.log('\nAccess log lines (DATALAB_ACCESS_LOG=true), with trace and correlation IDs:');
+for (const line of serviceLines) console.log(`  ${line}`);
 
 console.log('\nTraces exported over OTLP:');
 const byTrace = new Map();

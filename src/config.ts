@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { quote, type WarningCode, warn } from './warnings';
+import { quote, useStructuredWarnings, type WarningCode, warn } from './warnings';
 
 export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
 export type TracesExporterName = 'otlp' | 'console';
@@ -21,6 +21,32 @@ export type SamplerName =
   | 'parentbased_always_off'
   | 'parentbased_traceidratio';
 export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger';
+export type LogLevelName = 'error' | 'warn' | 'info' | 'http' | 'verbose' | 'debug' | 'silly';
+export const LOG_LEVELS: readonly LogLevelName[] = [
+  'error',
+  'warn',
+  'info',
+  'http',
+  'verbose',
+  'debug',
+  'silly',
+];
+
+/** Always redacted, whatever DATALAB_REDACT_KEYS adds (header names and secret-like fields). */
+export const DEFAULT_REDACT_KEYS: readonly string[] = Object.freeze([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'x-api-key',
+  'password',
+  'passwd',
+  'secret',
+  'token',
+  'api_key',
+  'apikey',
+]);
+
 export type DiagLevelName = 'none' | 'error' | 'warn' | 'info' | 'debug' | 'verbose' | 'all';
 
 /** Instrumentations the distro ships, by the short names OpenTelemetry's env variables use. */
@@ -85,6 +111,18 @@ export interface Config {
     readonly port: number;
   };
   readonly shutdownTimeoutMs: number;
+  readonly correlation: {
+    /** Lower-case header name carrying the correlation ID, in and out. */
+    readonly header: string;
+  };
+  readonly logging: {
+    readonly level: LogLevelName;
+    readonly format: 'json' | 'pretty';
+    /** One JSON line per completed request. */
+    readonly accessLog: boolean;
+    /** Lower-case field names whose values are redacted in what the distro logs. */
+    readonly redactKeys: readonly string[];
+  };
   /** Trace database calls made outside any traced operation (timers, start-up) as root spans. */
   readonly dbRootSpans: boolean;
 }
@@ -386,6 +424,37 @@ export function parseConfig(
     600_000,
   );
 
+  let correlationHeader = 'x-correlation-id';
+  const rawHeader = r.raw('DATALAB_CORRELATION_HEADER');
+  if (rawHeader !== undefined) {
+    if (/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/.test(rawHeader))
+      correlationHeader = rawHeader.toLowerCase();
+    else
+      r.invalid(
+        'DATALAB_CORRELATION_HEADER',
+        rawHeader,
+        'is not an HTTP header name',
+        `the default ${correlationHeader}`,
+      );
+  }
+  const logLevelName = r.oneOf<LogLevelName>('DATALAB_LOG_LEVEL', LOG_LEVELS, 'info');
+  // The seed's behaviour: human-readable at debug level, JSON otherwise, unless told.
+  const logFormat = r.oneOf<'json' | 'pretty'>(
+    'DATALAB_LOG_FORMAT',
+    ['json', 'pretty'],
+    logLevelName === 'debug' || logLevelName === 'silly' ? 'pretty' : 'json',
+  );
+  const extraRedact = (r.raw('DATALAB_REDACT_KEYS') ?? '')
+    .split(',')
+    .map((k) => k.trim().toLowerCase())
+    .filter((k) => k !== '');
+  const logging = {
+    level: logLevelName,
+    format: logFormat,
+    accessLog: r.bool('DATALAB_ACCESS_LOG', false),
+    redactKeys: [...new Set([...DEFAULT_REDACT_KEYS, ...extraRedact])],
+  };
+
   const dbRootSpans = r.bool('DATALAB_DB_ROOT_SPANS', false);
 
   const config: Config = deepFreeze({
@@ -417,6 +486,8 @@ export function parseConfig(
     management: { host, port },
     shutdownTimeoutMs,
     dbRootSpans,
+    correlation: { header: correlationHeader },
+    logging,
   });
   return { config, warnings: r.warnings };
 }
@@ -467,6 +538,7 @@ export function loadConfig(): Config {
     process.env,
     findAppPackage(process.argv[1], process.cwd()),
   );
+  useStructuredWarnings(config.serviceName, config.logging.format);
   for (const w of warnings) warn(w.code, w.message);
   loaded = config;
   return config;

@@ -5,6 +5,7 @@
  * minute instead of one per export, and never throws into the application.
  */
 import type { ExportResult } from '@opentelemetry/core';
+import type { LogRecordExporter, ReadableLogRecord } from '@opentelemetry/sdk-logs';
 import type { PushMetricExporter, ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { OtlpProtocol } from './config';
@@ -50,6 +51,26 @@ export function createOtlpMetricExporter(protocol: OtlpProtocol): PushMetricExpo
   }
 }
 
+export function createOtlpLogExporter(protocol: OtlpProtocol): LogRecordExporter {
+  switch (protocol) {
+    case 'grpc': {
+      const m =
+        require('@opentelemetry/exporter-logs-otlp-grpc') as typeof import('@opentelemetry/exporter-logs-otlp-grpc');
+      return new m.OTLPLogExporter();
+    }
+    case 'http/json': {
+      const m =
+        require('@opentelemetry/exporter-logs-otlp-http') as typeof import('@opentelemetry/exporter-logs-otlp-http');
+      return new m.OTLPLogExporter();
+    }
+    default: {
+      const m =
+        require('@opentelemetry/exporter-logs-otlp-proto') as typeof import('@opentelemetry/exporter-logs-otlp-proto');
+      return new m.OTLPLogExporter();
+    }
+  }
+}
+
 function onResult(signal: string, done: (result: ExportResult) => void) {
   return (result: ExportResult) => {
     if (result.code !== 0 /* ExportResultCode.SUCCESS */) {
@@ -68,6 +89,14 @@ function onResult(signal: string, done: (result: ExportResult) => void) {
 export function guardSpanExporter(signal: string, inner: SpanExporter): SpanExporter {
   return {
     export: (spans: ReadableSpan[], done) => inner.export(spans, onResult(signal, done)),
+    shutdown: () => inner.shutdown(),
+    forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
+  };
+}
+
+export function guardLogExporter(signal: string, inner: LogRecordExporter): LogRecordExporter {
+  return {
+    export: (records: ReadableLogRecord[], done) => inner.export(records, onResult(signal, done)),
     shutdown: () => inner.shutdown(),
     forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
   };

@@ -2,12 +2,16 @@
  * The instrumentations the distro ships, each loaded only when enabled: requiring all of
  * auto-instrumentations-node costs ~0.5 s of start-up for ~40 packages when six are used.
  */
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
+import { context, type Span } from '@opentelemetry/api';
+import { getRPCMetadata } from '@opentelemetry/core';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
 import type { Config, InstrumentationName } from './config';
+import { correlationIdFrom } from './correlation/context';
+import { adoptCorrelationId, correlationResponseHook } from './correlation/http';
 import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
-import { captureRouteHook } from './metrics/http';
+import { trackRequestRoute } from './metrics/http';
 import { warn } from './warnings';
 
 export interface InstrumentationHooks {
@@ -19,12 +23,13 @@ type Factory = (config: Config, hooks: InstrumentationHooks) => Instrumentation;
 
 // `require` inside each factory keeps the package unloaded until it is enabled.
 const FACTORIES: Record<InstrumentationName, Factory> = {
-  http: (_config, hooks) => {
+  http: (config, hooks) => {
     const { HttpInstrumentation } =
       require('@opentelemetry/instrumentation-http') as typeof import('@opentelemetry/instrumentation-http');
     return new HttpInstrumentation({
       ignoreIncomingRequestHook: hooks.ignoreIncomingRequest,
-      requestHook: captureRouteHook,
+      requestHook: incomingRequestHook,
+      responseHook: correlationResponseHook(config.correlation.header),
     });
   },
   undici: () => {
@@ -65,11 +70,18 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
       requireParentSpan: !config.dbRootSpans,
     });
   },
-  winston: () => {
+  winston: (config) => {
     const { WinstonInstrumentation } =
       require('@opentelemetry/instrumentation-winston') as typeof import('@opentelemetry/instrumentation-winston');
-    // Trace ids are injected into records; sending records over OTLP is the logs issue's job.
-    return new WinstonInstrumentation({ disableLogSending: true });
+    return new WinstonInstrumentation({
+      // Records go out over OTLP only when a logs exporter is configured; the instrumentation
+      // then adds the OpenTelemetry transport to every winston logger, once.
+      disableLogSending: config.logs.exporters.length === 0,
+      logHook: (_span, record) => {
+        const id = correlationIdFrom(context.active());
+        if (id !== undefined) record.correlation_id = id;
+      },
+    });
   },
   'runtime-node': () => {
     const { RuntimeNodeInstrumentation } =
@@ -77,6 +89,18 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     return new RuntimeNodeInstrumentation();
   },
 };
+
+/**
+ * instrumentation-http's requestHook, for inbound requests only (it also runs for outbound
+ * ones): remember the route holder for the metrics, adopt or create the correlation ID.
+ */
+function incomingRequestHook(span: Span, request: unknown): void {
+  if (!(request instanceof IncomingMessage)) return;
+  const rpc = getRPCMetadata(context.active());
+  if (rpc === undefined) return;
+  trackRequestRoute(request, rpc);
+  adoptCorrelationId(span, request, rpc);
+}
 
 /** Instrumentations whose own metrics duplicate the distro's or lack the `service` label. */
 export const METRICS_SILENCED: ReadonlySet<InstrumentationName> = new Set(['http', 'undici', 'pg']);

@@ -16,6 +16,7 @@ import {
   metrics,
   type TextMapPropagator,
 } from '@opentelemetry/api';
+import { logs } from '@opentelemetry/api-logs';
 import {
   CompositePropagator,
   W3CBaggagePropagator,
@@ -23,6 +24,11 @@ import {
 } from '@opentelemetry/core';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { defaultResource, type Resource, resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BatchLogRecordProcessor,
+  ConsoleLogRecordExporter,
+  LoggerProvider,
+} from '@opentelemetry/sdk-logs';
 import {
   ConsoleMetricExporter,
   type IMetricReader,
@@ -42,14 +48,19 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import type { Config, DiagLevelName } from './config';
+import { CorrelationPropagator } from './correlation/propagator';
+import { CorrelationSpanProcessor } from './correlation/span-processor';
 import { ClientRegistry, DbClientsInstrumentation } from './db/clients';
 import {
+  createOtlpLogExporter,
   createOtlpMetricExporter,
   createOtlpTraceExporter,
+  guardLogExporter,
   guardMetricExporter,
   guardSpanExporter,
 } from './exporters';
 import { createInstrumentations, METRICS_SILENCED } from './instrumentations';
+import { createAccessLog } from './logging/access-log';
 import { ManagementServer } from './management-server';
 import { createDbMetrics } from './metrics/db';
 import { HttpServerMetrics } from './metrics/http';
@@ -126,7 +137,6 @@ function buildPropagator(config: Config): TextMapPropagator {
   const propagators: TextMapPropagator[] = [];
   for (const name of config.propagators) {
     if (name === 'tracecontext') propagators.push(new W3CTraceContextPropagator());
-    else if (name === 'baggage') propagators.push(new W3CBaggagePropagator());
     else if (name === 'b3' || name === 'b3multi') {
       const b3 =
         require('@opentelemetry/propagator-b3') as typeof import('@opentelemetry/propagator-b3');
@@ -142,7 +152,27 @@ function buildPropagator(config: Config): TextMapPropagator {
       propagators.push(new jaeger.JaegerPropagator());
     }
   }
+  // Correlation IDs travel whatever OTEL_PROPAGATORS says; W3C baggage, when enabled, is handled
+  // by the correlation propagator so that the ID is in the baggage header too.
+  const baggage = config.propagators.includes('baggage') ? new W3CBaggagePropagator() : undefined;
+  propagators.push(new CorrelationPropagator(config.correlation.header, baggage));
   return new CompositePropagator({ propagators });
+}
+
+function buildLoggerProvider(config: Config, resource: Resource): LoggerProvider | undefined {
+  if (config.logs.exporters.length === 0) return undefined;
+  const processors = config.logs.exporters.map(
+    (name) =>
+      new BatchLogRecordProcessor({
+        exporter:
+          name === 'otlp'
+            ? guardLogExporter('logs', createOtlpLogExporter(config.logs.protocol))
+            : new ConsoleLogRecordExporter(),
+      }),
+  );
+  const provider = new LoggerProvider({ resource, processors });
+  logs.setGlobalLoggerProvider(provider);
+  return provider;
 }
 
 const DIAG_LEVELS: Record<DiagLevelName, DiagLogLevel> = {
@@ -165,7 +195,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   // Tracing. The provider is registered even without exporters: context propagation (and the
   // correlation ids built on it) must work whether or not spans leave the process.
-  const spanProcessors: SpanProcessor[] = [new SpanScrubber()];
+  const spanProcessors: SpanProcessor[] = [new CorrelationSpanProcessor(), new SpanScrubber()];
   for (const name of config.traces.exporters) {
     const exporter =
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
@@ -177,6 +207,7 @@ export function startTelemetry(config: Config): Telemetry {
     spanProcessors,
   });
   tracerProvider.register({ propagator: buildPropagator(config) });
+  const loggerProvider = buildLoggerProvider(config, resource);
 
   // Metrics.
   const readers: IMetricReader[] = [];
@@ -215,6 +246,7 @@ export function startTelemetry(config: Config): Telemetry {
     buckets: config.metrics.httpBuckets,
     maxEndpoints: config.metrics.maxEndpoints,
     isOwnServer,
+    accessLog: config.logging.accessLog ? createAccessLog(config) : undefined,
   });
   httpMetrics.enable();
   createProcessMetrics(meter, config.serviceName);
@@ -255,6 +287,7 @@ export function startTelemetry(config: Config): Telemetry {
           management.close(),
           tracerProvider.shutdown(),
           meterProvider.shutdown(),
+          loggerProvider?.shutdown(),
         ]);
       })();
       return shutdownPromise;

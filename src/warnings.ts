@@ -2,6 +2,8 @@
  * Every warning the distro can print has a stable code. Operators grep for them and
  * docs/warnings.md explains each; test/unit/warnings.test.ts keeps the two lists in step.
  */
+import { baseFields, renderJson, renderPretty } from './logging/format';
+
 export const WARNING_CODES = {
   DLOTEL_CONFIG_INVALID: 'A configuration variable has a value the distro cannot use.',
   DLOTEL_PORT_UNAVAILABLE: 'The management server could not listen on its host and port.',
@@ -14,12 +16,28 @@ export const WARNING_CODES = {
 
 export type WarningCode = keyof typeof WARNING_CODES;
 
-export type WarningSink = (line: string) => void;
+export type WarningSink = (code: WarningCode, message: string) => void;
 
-// stderr, not a logger: warnings must work before (and without) any logging set-up.
-let sink: WarningSink = (line) => {
-  process.stderr.write(`${line}\n`);
+// stderr, not a logger: warnings must work before (and without) any logging set-up. Until the
+// configuration is known, a plain line; then the distro's record format (useStructuredWarnings).
+let sink: WarningSink = (code, message) => {
+  process.stderr.write(`${formatWarning(code, message)}\n`);
 };
+
+/**
+ * Warnings in the distro's log record format (SPEC §6: "the distro's own diagnostics go through
+ * the same structured format"), on stderr so that they never mix into the application's stdout.
+ */
+export function useStructuredWarnings(service: string, style: 'json' | 'pretty'): void {
+  sink = (code, message) => {
+    const record = {
+      ...baseFields('warn', message, service, Date.now()),
+      code,
+      logger: '@datalab/otel',
+    };
+    process.stderr.write(`${style === 'pretty' ? renderPretty(record) : renderJson(record)}\n`);
+  };
+}
 
 /** Tests and embedders redirect warnings; returns the previous sink. */
 export function setWarningSink(next: WarningSink): WarningSink {
@@ -34,7 +52,7 @@ export function formatWarning(code: WarningCode, message: string): string {
 
 export function warn(code: WarningCode, message: string): void {
   try {
-    sink(formatWarning(code, message));
+    sink(code, message);
   } catch {
     // A broken stderr must not take the application down with it.
   }

@@ -10,16 +10,12 @@
  * request.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
-import { IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import {
-  type Attributes,
-  context,
-  type Histogram,
-  type Meter,
-  type Span,
-} from '@opentelemetry/api';
-import { getRPCMetadata } from '@opentelemetry/core';
+import type { Attributes, Histogram, Meter, Span } from '@opentelemetry/api';
+import type { RPCMetadata } from '@opentelemetry/core';
+import { requestCorrelationId } from '../correlation/http';
+import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
 
@@ -36,6 +32,7 @@ interface RequestStartMessage {
 
 interface RouteHolder {
   route?: unknown;
+  span?: Span;
 }
 
 type TrackedResponse = ServerResponse & { [kStart]?: number };
@@ -58,18 +55,18 @@ export interface HttpMetricsOptions {
   readonly maxEndpoints: number;
   /** The distro's own management server: its requests are never counted. */
   readonly isOwnServer: (server: Server) => boolean;
+  /** DATALAB_ACCESS_LOG: called once per completed request. */
+  readonly accessLog?: (record: AccessRecord) => void;
 }
 
 /**
- * instrumentation-http `requestHook`: runs inside the server span's context, where the
- * RPC metadata object lives that the framework instrumentations (Express) fill with the matched
- * route template. Keeping a reference lets the response's close handler read the route later.
+ * Called from instrumentation-http's `requestHook`, inside the server span's context, with the
+ * RPC metadata object that the framework instrumentations (Express) fill with the matched route
+ * template. Keeping a reference lets the response's close handler read the route (and the
+ * server span, for the access log) later.
  */
-export function captureRouteHook(_span: Span, request: unknown): void {
-  if (request instanceof IncomingMessage) {
-    const rpc = getRPCMetadata(context.active());
-    if (rpc) (request as TrackedRequest)[kRpc] = rpc;
-  }
+export function trackRequestRoute(request: IncomingMessage, rpc: RPCMetadata): void {
+  (request as TrackedRequest)[kRpc] = rpc;
 }
 
 export class HttpServerMetrics {
@@ -205,6 +202,17 @@ export class HttpServerMetrics {
       this.durationAttributes.set(durationKey, attributes);
     }
     this.histogram.record(seconds, attributes);
+
+    if (this.options.accessLog) {
+      this.options.accessLog({
+        method,
+        endpoint,
+        status,
+        durationSeconds: seconds,
+        traceId: request[kRpc]?.span?.spanContext().traceId,
+        correlationId: requestCorrelationId(request),
+      });
+    }
   }
 }
 

@@ -146,7 +146,7 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
       return res.text();
     },
     scrape: async () => parsePrometheusText(await app.scrapeText()),
-    warnings: () => stderr.filter((l) => l.startsWith('@datalab/otel warning')),
+    warnings: () => distroWarnings(stderr),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -175,6 +175,28 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
     }
   }
   return app;
+}
+
+/**
+ * The distro's warnings among stderr lines, as `CODE: message`: JSON records with
+ * `logger: "@datalab/otel"`, or the plain `@datalab/otel warning CODE: …` line printed before
+ * the configuration is known.
+ */
+export function distroWarnings(lines: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const line of lines) {
+    if (line.startsWith('@datalab/otel warning ')) {
+      out.push(line.slice('@datalab/otel warning '.length));
+    } else if (line.startsWith('{')) {
+      try {
+        const record = JSON.parse(line) as { logger?: string; code?: string; message?: string };
+        if (record.logger === '@datalab/otel') out.push(`${record.code}: ${record.message}`);
+      } catch {
+        // Not JSON after all: the application's own output.
+      }
+    }
+  }
+  return out;
 }
 
 function collectLines(stream: NodeJS.ReadableStream | null, into: string[]): void {

@@ -44,7 +44,7 @@ describe('warning codes', () => {
 
   it('rate-limits repeating failures per key', () => {
     const lines: string[] = [];
-    const previous = setWarningSink((l) => lines.push(l));
+    const previous = setWarningSink((code, message) => lines.push(`${code}: ${message}`));
     try {
       const t0 = 1_000_000;
       assert.ok(warnRateLimited('DLOTEL_EXPORT_FAILED', 'unit', 'down', 60_000, t0));

@@ -1,0 +1,238 @@
+/**
+ * The on-call path end to end: two real services under the preload (A calls B with fetch and with
+ * node:http), their own winston loggers, an OTLP receiver. A correlation ID from a response
+ * header must lead to every log line and every span of that request in both services.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { type AppProcess, startApp } from '../support/app';
+import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
+
+const HEX32 = /^[0-9a-f]{32}$/;
+
+interface LogLine {
+  message?: string;
+  level?: string;
+  trace_id?: string;
+  span_id?: string;
+  trace_flags?: string;
+  correlation_id?: string;
+  [key: string]: unknown;
+}
+
+function jsonLines(app: AppProcess): LogLine[] {
+  return app.stdout
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine)
+    .filter((l) => l.message !== undefined);
+}
+
+/** A raw HTTP/1.1 exchange, for header values no well-behaved client would send. */
+function rawGet(port: number, path: string, headerLines: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    let answer = '';
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(
+        Buffer.from(
+          `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${headerLines.join('\r\n')}\r\n\r\n`,
+          'latin1',
+        ),
+      );
+    });
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      answer += c;
+    });
+    socket.on('error', () => resolve(answer));
+    socket.on('close', () => resolve(answer));
+  });
+}
+
+function headerOf(raw: string, name: string): string[] {
+  const head = raw.split('\r\n\r\n')[0] ?? '';
+  return head
+    .split('\r\n')
+    .slice(1)
+    .filter((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))
+    .map((l) => l.slice(name.length + 1).trim());
+}
+
+describe('correlation IDs across services, in spans and logs', () => {
+  let receiver: OtlpReceiver;
+  let a: AppProcess;
+  let b: AppProcess;
+
+  before(async () => {
+    receiver = await startOtlpReceiver();
+    const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100' };
+    b = await startApp({
+      fixture: 'svc-b.cjs',
+      preload: 'require',
+      env: { ...otlp, OTEL_SERVICE_NAME: 'svc-b' },
+    });
+    a = await startApp({
+      fixture: 'svc-a.mjs',
+      env: {
+        ...otlp,
+        OTEL_SERVICE_NAME: 'svc-a',
+        SERVICE_B_URL: b.url('/'),
+        DATALAB_ACCESS_LOG: 'true',
+      },
+    });
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await receiver.close();
+  });
+
+  async function checkRequest(path: string, inbound?: string): Promise<string> {
+    const res = await fetch(a.url(path), {
+      headers: inbound === undefined ? {} : { 'x-correlation-id': inbound },
+    });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const id = res.headers.get('x-correlation-id') as string;
+    const traceresponse = res.headers.get('traceresponse') ?? '';
+    const traceId = traceresponse.split('-')[1] as string;
+    assert.match(traceresponse, /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    if (inbound === undefined) {
+      assert.match(id, HEX32);
+      assert.equal(id, traceId, 'a generated ID is the trace ID');
+    } else {
+      assert.equal(id, inbound, 'a valid inbound ID is echoed');
+    }
+
+    // Spans of both services for this trace, every one carrying the ID.
+    await receiver.waitFor(
+      () =>
+        new Set(
+          receiver.spans
+            .filter((s) => s.traceId === traceId)
+            .map((s) => s.resource['service.name']),
+        ).size === 2 &&
+        receiver.spans.some(
+          (s) => s.traceId === traceId && s.kind === 2 && s.resource['service.name'] === 'svc-a',
+        ),
+      10_000,
+      `spans of ${traceId} from both services`,
+    );
+    const spans = receiver.spans.filter((s) => s.traceId === traceId);
+    assert.ok(spans.length >= 4, `${spans.length} spans`);
+    for (const span of spans) {
+      assert.equal(
+        span.attributes['correlation.id'],
+        id,
+        `${span.resource['service.name']} ${span.name} carries correlation.id`,
+      );
+    }
+
+    // Log lines of both services for this request: same correlation ID, same trace.
+    await new Promise((r) => setTimeout(r, 100));
+    const linesA = jsonLines(a).filter((l) => l.trace_id === traceId);
+    const linesB = jsonLines(b).filter((l) => l.trace_id === traceId);
+    assert.equal(linesA.filter((l) => l.app === 'svc-a').length, 2, 'A logged twice');
+    assert.equal(linesB.length, 1, 'B logged once');
+    assert.ok(
+      linesA.some((l) => l.message === 'request completed'),
+      'access log line',
+    );
+    for (const line of [...linesA, ...linesB]) {
+      assert.equal(line.correlation_id, id, JSON.stringify(line));
+    }
+    for (const line of [...linesA.filter((l) => l.app), ...linesB]) {
+      assert.match(line.span_id ?? '', /^[0-9a-f]{16}$/);
+      assert.equal(line.trace_flags, '01');
+    }
+    // B's own printf logger prints the injected fields too.
+    const printf = b.stdout.filter((l) => l.startsWith('PRINTF') && l.includes(traceId));
+    assert.equal(printf.length, 1);
+    assert.match(
+      printf[0] as string,
+      new RegExp(
+        `trace_id=${traceId} span_id=[0-9a-f]{16} trace_flags=01 correlation_id=${id.replace(/[.]/g, '\\.')}$`,
+      ),
+    );
+    return id;
+  }
+
+  it('A → B with fetch, no inbound header: the ID is the trace ID, everywhere', async () => {
+    await checkRequest('/via-fetch');
+  });
+
+  it('A → B with http.request, no inbound header', async () => {
+    await checkRequest('/via-http');
+  });
+
+  it('an inbound x-correlation-id is echoed, adopted by B, on every span and line', async () => {
+    await checkRequest('/via-fetch', 'order-42.retry:1');
+    await checkRequest('/via-http', 'order-42.retry:1');
+  });
+
+  it('hostile inbound values never reach a header, a log line or a span: a fresh ID is used', async () => {
+    const tag = randomBytes(6).toString('hex');
+    const hostile = [
+      // CR/LF injection: on the wire it ends the header line; what follows must not surface.
+      [`x-correlation-id: crlf${tag}\r\nset-cookie: injected${tag}=1`],
+      [`x-correlation-id: long${tag}${'a'.repeat(129)}`],
+      [`x-correlation-id: nonascii${tag}\u00e9\u00ff`],
+      [`x-correlation-id: ctl${tag}\u0001x`],
+      [`x-correlation-id: sp ace${tag}`],
+      ['x-correlation-id: '],
+      [`x-correlation-id: dup${tag}`, `x-correlation-id: dup2${tag}`],
+      [`baggage: correlation.id=bag%0D%0A${tag}`],
+    ];
+    for (const lines of hostile) {
+      const raw = await rawGet(a.port, '/via-fetch', lines);
+      const status = Number(raw.split(' ')[1]);
+      assert.ok(status === 200 || status === 400, `status ${status} for ${JSON.stringify(lines)}`);
+      assert.equal(headerOf(raw, 'set-cookie').length, 0, 'no injected response header');
+      if (status === 200) {
+        const ids = headerOf(raw, 'x-correlation-id');
+        assert.equal(ids.length, 1);
+        // "crlf<tag>" alone is a valid ID (the injection was cut at the line end); anything
+        // else must have been replaced by the trace ID.
+        if (!(lines[0] as string).includes('crlf')) assert.match(ids[0] as string, HEX32);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const everywhere = [
+      ...a.stdout,
+      ...a.stderr,
+      ...b.stdout,
+      ...b.stderr,
+      ...receiver.bodies.map((x) => x.raw.toString('latin1')),
+    ].join('\n');
+    for (const needle of [
+      `injected${tag}`,
+      `long${tag}`,
+      `nonascii${tag}`,
+      `ctl${tag}`,
+      `ace${tag}`,
+      `dup${tag}`,
+      `bag`,
+    ]) {
+      if (needle === 'bag') {
+        assert.ok(!everywhere.includes(`bag%0D%0A${tag}`) && !everywhere.includes(`bag\r\n${tag}`));
+      } else {
+        assert.ok(!everywhere.includes(needle), `${needle} leaked`);
+      }
+    }
+  });
+
+  it('200 concurrent requests: every log line carries its own request ID', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `req-${i}-${randomBytes(3).toString('hex')}`);
+    const answers = await Promise.all(
+      ids.map(async (id, n) => {
+        const res = await fetch(a.url(`/echo?n=${n}`), { headers: { 'x-correlation-id': id } });
+        await res.arrayBuffer();
+        return res.headers.get('x-correlation-id');
+      }),
+    );
+    assert.deepEqual(answers, ids);
+    await new Promise((r) => setTimeout(r, 100));
+    const echoes = jsonLines(a).filter((l) => l.message === 'echo');
+    const byN = new Map(echoes.map((l) => [Number(l.n), l.correlation_id]));
+    for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
+  });
+});
