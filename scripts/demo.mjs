@@ -1,103 +1,167 @@
-// `npm run demo`: start an ordinary Express + pg service under the preload, send it traffic, and
-// show what the distro produced: the Prometheus series on /metrics and the traces it exported.
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
+// `npm run demo`: the seed's api-gateway and data-service (examples/), each started with
+// `--import @datalab/otel/register` and no distro imports, a little traffic, then what an operator
+// looks at: /metrics, /health, a correlation ID, and `datalab-otel trace <id>` for it.
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-// A minimal OTLP/HTTP JSON sink standing in for a tracing backend.
-const spans = [];
-const sink = createServer((req, res) => {
-  let body = '';
-  req.on('data', (c) => (body += c));
-  req.on('end', () => {
-    if (req.url === '/v1/traces') {
-      for (const rs of JSON.parse(body).resourceSpans ?? [])
-        for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push(s);
-    }
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-  });
+const work = mkdtempSync(join(tmpdir(), 'datalab-otel-demo-'));
+const tracesDir = join(work, 'traces');
+const children = [];
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
 });
-await new Promise((r) => sink.listen(0, '127.0.0.1', r));
 
-const metricsPort = Number(process.env.DATALAB_METRICS_PORT ?? 9464);
-const child = spawn(
-  process.execPath,
-  ['--import', '@datalab/otel/register', join(root, 'examples', 'orders-service.mjs')],
-  {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PGHOST: '127.0.0.1',
-      PGUSER: 'postgres',
-      PGDATABASE: 'postgres',
-      ...process.env,
-      PORT: '0',
-      OTEL_SERVICE_NAME: 'orders-service',
-      DATALAB_METRICS_HOST: '127.0.0.1',
-      DATALAB_METRICS_PORT: String(metricsPort),
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.address().port}`,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_BSP_SCHEDULE_DELAY: '200',
-      DATALAB_ACCESS_LOG: 'true',
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function start(name, env) {
+  const metricsPort = await freePort();
+  const logFile = join(work, `${name}.log`);
+  const logStream = createWriteStream(logFile);
+  const child = spawn(
+    process.execPath,
+    ['--import', '@datalab/otel/register', join(root, 'examples', `${name}.mjs`)],
+    {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PGHOST: '127.0.0.1',
+        PGUSER: 'postgres',
+        PGDATABASE: 'postgres',
+        ...process.env,
+        ...env,
+        PORT: '0',
+        OTEL_SERVICE_NAME: name,
+        DATALAB_METRICS_HOST: '127.0.0.1',
+        DATALAB_METRICS_PORT: String(metricsPort),
+        DATALAB_TRACES_DIR: tracesDir,
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      },
     },
-  },
-);
-// The service's own output: its access log lines are shown after the traffic.
-const serviceLines = [];
-child.stderr.on('data', (chunk) => process.stderr.write(chunk));
-const port = await new Promise((resolve, reject) => {
-  child.once('exit', (code) => reject(new Error(`the example service exited (${code})`)));
-  child.stdout.on('data', (chunk) => {
-    for (const line of String(chunk).split('\n')) {
-      if (line.includes('"listening"')) resolve(JSON.parse(line).port);
-      else if (line.startsWith('{')) serviceLines.push(line);
-    }
+  );
+  children.push(child);
+  child.stderr.on('data', (c) => process.stderr.write(`[${name}] ${c}`));
+  const port = await new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}) before listening`)));
+    let buffered = '';
+    child.stdout.on('data', (chunk) => {
+      logStream.write(chunk);
+      buffered += chunk;
+      const line = buffered.split('\n').find((l) => l.includes('"listening"'));
+      if (line) resolve(JSON.parse(line).port);
+    });
   });
-});
+  return { name, child, port, metricsPort, logFile, url: `http://127.0.0.1:${port}` };
+}
 
-// However the demo ends, the service it started goes with it.
-process.on('exit', () => child.kill('SIGTERM'));
-const base = `http://127.0.0.1:${port}`;
-console.log(`\nExample service: ${base}  (started with --import @datalab/otel/register)`);
-console.log(`Management server: http://127.0.0.1:${metricsPort}/metrics\n`);
-for (const path of ['/orders/1', '/orders/2', '/orders/3', '/orders/42', '/boom', '/nowhere']) {
-  const res = await fetch(base + path);
-  await res.arrayBuffer();
+function stop(service) {
+  return new Promise((resolve) => {
+    if (service.child.exitCode !== null) return resolve();
+    service.child.once('exit', () => resolve());
+    service.child.kill('SIGTERM');
+  });
+}
+
+const data = await start('data-service', {});
+const gateway = await start('api-gateway', { DATA_SERVICE_URL: data.url });
+
+console.log('\n== Two services, started with --import @datalab/otel/register');
+for (const s of [gateway, data]) {
   console.log(
-    `GET ${path.padEnd(11)} → ${res.status}  x-correlation-id: ${res.headers.get('x-correlation-id')}`,
+    `  ${s.name.padEnd(13)} ${s.url}   management: http://127.0.0.1:${s.metricsPort}/metrics`,
   );
 }
-await new Promise((r) => setTimeout(r, 800));
 
-const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-console.log('\n/metrics (HTTP series, without buckets):');
+console.log('\n== Traffic through api-gateway');
+let correlationId;
+// Fresh order numbers each run, so the first lookup misses the Redis cache and queries PostgreSQL.
+const base = 1000 + (Date.now() % 9000);
+for (const id of [base, base + 1, base, base + 2].map(String)) {
+  const res = await fetch(`${gateway.url}/api/orders/${id}`);
+  await res.arrayBuffer();
+  const corr = res.headers.get('x-correlation-id');
+  correlationId ??= corr;
+  console.log(`  GET /api/orders/${id} → ${res.status}   x-correlation-id: ${corr}`);
+}
+
+console.log('\n== /metrics of api-gateway (HTTP series, buckets left out)');
+const metrics = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
 for (const line of metrics.split('\n')) {
   if (/^http_/.test(line) && !line.includes('_bucket')) console.log(`  ${line}`);
 }
-
-console.log('\nAccess log lines (DATALAB_ACCESS_LOG=true), with trace and correlation IDs:');
-for (const line of serviceLines) console.log(`  ${line}`);
-
-console.log('\nTraces exported over OTLP:');
-const byTrace = new Map();
-for (const s of spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
-for (const [traceId, list] of byTrace) {
-  const ids = new Set(list.map((s) => s.spanId));
-  const print = (parent, depth) => {
-    for (const s of list.filter((x) => (x.parentSpanId || '') === parent)) {
-      const ms = (Number(BigInt(s.endTimeUnixNano) - BigInt(s.startTimeUnixNano)) / 1e6).toFixed(1);
-      const error = s.status?.code === 2 ? '  ERROR' : '';
-      console.log(`  ${'  '.repeat(depth)}${s.name}  ${ms} ms${error}`);
-      print(s.spanId, depth + 1);
-    }
-  };
-  console.log(` trace ${traceId}`);
-  const roots = list.filter((s) => !s.parentSpanId || !ids.has(s.parentSpanId));
-  for (const r of roots) print(r.parentSpanId || '', 1);
+const dbMetrics = await (await fetch(`http://127.0.0.1:${data.metricsPort}/metrics`)).text();
+console.log('\n== /metrics of data-service (database series)');
+for (const line of dbMetrics.split('\n')) {
+  if (/^(db_client_operation_duration_seconds_count|database_connections_active)/.test(line)) {
+    console.log(`  ${line}`);
+  }
 }
 
-child.kill('SIGTERM');
-sink.close();
+console.log('\n== /health of data-service');
+const health = await fetch(`http://127.0.0.1:${data.metricsPort}/health`).catch(() => undefined);
+if (health && (health.status === 200 || health.status === 503)) {
+  const report = await health.json();
+  console.log(`  HTTP ${health.status}  status: ${report.status}`);
+  for (const [name, check] of Object.entries(report.checks ?? {})) {
+    console.log(`    ${name.padEnd(11)} ${String(check.status).padEnd(9)} ${check.message ?? ''}`);
+  }
+} else {
+  console.log(`  (no health endpoint: HTTP ${health?.status ?? 'unreachable'})`);
+}
+
+// Spans reach the local trace files in batches (OTEL_BSP_SCHEDULE_DELAY); wait until both
+// services' spans of the first request are there before stopping them.
+const deadline = Date.now() + 10_000;
+const written = () => {
+  try {
+    return readdirSync(tracesDir)
+      .map((f) => readFileSync(join(tracesDir, f), 'utf8'))
+      .join('\n');
+  } catch {
+    return '';
+  }
+};
+while (Date.now() < deadline) {
+  const text = written();
+  if (
+    text.includes(`"data-service"`) &&
+    text.includes(`"api-gateway"`) &&
+    text.includes(correlationId)
+  )
+    break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+await Promise.all([stop(gateway), stop(data)]);
+
+console.log(`\n== Correlation ID of the first request: ${correlationId}`);
+console.log(`\n$ datalab-otel trace ${correlationId} --logs <both services' logs>`);
+const cli = spawnSync(
+  process.execPath,
+  [
+    join(root, 'dist', 'src', 'cli', 'main.js'),
+    'trace',
+    correlationId,
+    '--file',
+    tracesDir,
+    '--logs',
+    gateway.logFile,
+    '--logs',
+    data.logFile,
+  ],
+  { encoding: 'utf8' },
+);
+process.stdout.write(cli.stdout);
+process.stderr.write(cli.stderr);
+process.exitCode = cli.status ?? 1;

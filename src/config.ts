@@ -6,7 +6,8 @@
  * can be unit-tested; `loadConfig` feeds it the real process and prints the warnings.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { BUILTIN_HEALTH_CHECKS, type BuiltinHealthCheck, HEALTH_DEFAULTS } from './health/types';
 import { quote, useStructuredWarnings, type WarningCode, warn } from './warnings';
 
 export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
@@ -111,6 +112,12 @@ export interface Config {
     readonly port: number;
   };
   readonly shutdownTimeoutMs: number;
+  readonly traceFile: {
+    /** Write spans to local OTLP JSON files (the embedded default without an OTLP endpoint). */
+    readonly enabled: boolean;
+    readonly dir: string;
+    readonly maxBytes: number;
+  };
   readonly correlation: {
     /** Lower-case header name carrying the correlation ID, in and out. */
     readonly header: string;
@@ -125,6 +132,18 @@ export interface Config {
   };
   /** Trace database calls made outside any traced operation (timers, start-up) as root spans. */
   readonly dbRootSpans: boolean;
+  readonly health: {
+    /** DATALAB_HEALTH_CHECKS: the built-in checks that may run. */
+    readonly checks: readonly BuiltinHealthCheck[];
+    /** Default per-check timeout. */
+    readonly timeoutMs: number;
+    /** How long one run's results answer every probe. */
+    readonly cacheMs: number;
+    /** The filesystem the disk_space check measures. */
+    readonly diskPath: string;
+    /** On SIGTERM/SIGINT: readiness 503, then this long before flushing (load balancers drain). */
+    readonly shutdownDelayMs: number;
+  };
 }
 
 export interface ConfigWarning {
@@ -285,6 +304,7 @@ function protocolFor(r: Reader, signal: 'TRACES' | 'METRICS' | 'LOGS', general: 
 export function parseConfig(
   env: Env,
   pkg: PackageInfo = {},
+  cwd: string = process.cwd(),
 ): {
   config: Config;
   warnings: ConfigWarning[];
@@ -424,6 +444,22 @@ export function parseConfig(
     600_000,
   );
 
+  // The embedded trace store: on by default only when nothing else receives the spans.
+  const traceFileMode = r.oneOf<'auto' | 'true' | 'false'>(
+    'DATALAB_TRACES_FILE',
+    ['auto', 'true', 'false'],
+    'auto',
+  );
+  const traceFile = {
+    enabled:
+      traceFileMode === 'true' ||
+      (traceFileMode === 'auto' &&
+        r.raw('OTEL_TRACES_EXPORTER') === undefined &&
+        !tracesEndpointSet),
+    dir: resolve(cwd, r.raw('DATALAB_TRACES_DIR') ?? join('.datalab', 'traces')),
+    maxBytes: r.int('DATALAB_TRACES_MAX_MB', 100, 1, 1_000_000) * 1024 * 1024,
+  };
+
   let correlationHeader = 'x-correlation-id';
   const rawHeader = r.raw('DATALAB_CORRELATION_HEADER');
   if (rawHeader !== undefined) {
@@ -453,6 +489,26 @@ export function parseConfig(
     format: logFormat,
     accessLog: r.bool('DATALAB_ACCESS_LOG', false),
     redactKeys: [...new Set([...DEFAULT_REDACT_KEYS, ...extraRedact])],
+  };
+
+  let diskPath = r.raw('DATALAB_HEALTH_DISK_PATH') ?? HEALTH_DEFAULTS.diskPath;
+  if (!isAbsolute(diskPath)) {
+    r.invalid('DATALAB_HEALTH_DISK_PATH', diskPath, 'is not an absolute path', 'the default /');
+    diskPath = HEALTH_DEFAULTS.diskPath;
+  }
+  const health = {
+    checks: r.list('DATALAB_HEALTH_CHECKS', BUILTIN_HEALTH_CHECKS, BUILTIN_HEALTH_CHECKS, {
+      none: true,
+    }),
+    timeoutMs: r.int('DATALAB_HEALTH_TIMEOUT_MS', HEALTH_DEFAULTS.timeoutMs, 1, 600_000),
+    cacheMs: r.int('DATALAB_HEALTH_CACHE_MS', HEALTH_DEFAULTS.cacheMs, 0, 3_600_000),
+    diskPath,
+    shutdownDelayMs: r.int(
+      'DATALAB_SHUTDOWN_DELAY_MS',
+      HEALTH_DEFAULTS.shutdownDelayMs,
+      0,
+      600_000,
+    ),
   };
 
   const dbRootSpans = r.bool('DATALAB_DB_ROOT_SPANS', false);
@@ -486,6 +542,8 @@ export function parseConfig(
     management: { host, port },
     shutdownTimeoutMs,
     dbRootSpans,
+    health,
+    traceFile,
     correlation: { header: correlationHeader },
     logging,
   });
@@ -537,6 +595,7 @@ export function loadConfig(): Config {
   const { config, warnings } = parseConfig(
     process.env,
     findAppPackage(process.argv[1], process.cwd()),
+    process.cwd(),
   );
   useStructuredWarnings(config.serviceName, config.logging.format);
   for (const w of warnings) warn(w.code, w.message);

@@ -22,7 +22,7 @@ export class ManagementServer {
       warn(
         'DLOTEL_PORT_UNAVAILABLE',
         `management server cannot listen on ${host}:${port} (${err.code ?? err.message}); ` +
-          '/metrics is not served. Set DATALAB_METRICS_PORT to a free port',
+          '/metrics and /health are not served. Set DATALAB_METRICS_PORT to a free port',
       );
     });
   }

@@ -59,6 +59,8 @@ import {
   guardMetricExporter,
   guardSpanExporter,
 } from './exporters';
+import type { HealthChecker } from './health/runner';
+import { startHealth } from './health/setup';
 import { createInstrumentations, METRICS_SILENCED } from './instrumentations';
 import { createAccessLog } from './logging/access-log';
 import { ManagementServer } from './management-server';
@@ -67,6 +69,7 @@ import { HttpServerMetrics } from './metrics/http';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
 import { SpanScrubber } from './span-scrubber';
+import { FileSpanExporter } from './traces/file-exporter';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 
 export interface Telemetry {
@@ -74,6 +77,10 @@ export interface Telemetry {
   readonly management: ManagementServer;
   /** The application's own pg pools and Redis clients, as the distro found them. */
   readonly clients: ClientRegistry;
+  /** The checks behind /health, /health/live and /health/ready (and the programmatic API). */
+  readonly health: HealthChecker;
+  /** Exports what is buffered (traces, metrics, logs) and keeps running. */
+  flush(): Promise<void>;
   /** Flushes and stops everything the distro started; safe to call more than once. */
   shutdown(): Promise<void>;
 }
@@ -201,6 +208,14 @@ export function startTelemetry(config: Config): Telemetry {
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
     spanProcessors.push(new BatchSpanProcessor(guardSpanExporter('traces', exporter)));
   }
+  if (config.traceFile.enabled) {
+    const file = new FileSpanExporter({
+      dir: config.traceFile.dir,
+      maxTotalBytes: config.traceFile.maxBytes,
+      name: config.serviceName,
+    });
+    spanProcessors.push(new BatchSpanProcessor(guardSpanExporter('traces to file', file)));
+  }
   const tracerProvider = new NodeTracerProvider({
     resource,
     sampler: buildSampler(config),
@@ -271,6 +286,7 @@ export function startTelemetry(config: Config): Telemetry {
   }
 
   if (prometheus) management.route('/metrics', prometheus.handler);
+  const health = startHealth(config, clients, meter, management);
   management.start();
 
   let shutdownPromise: Promise<void> | undefined;
@@ -278,6 +294,14 @@ export function startTelemetry(config: Config): Telemetry {
     config,
     management,
     clients,
+    health,
+    async flush() {
+      await Promise.allSettled([
+        tracerProvider.forceFlush(),
+        meterProvider.forceFlush(),
+        loggerProvider?.forceFlush(),
+      ]);
+    },
     shutdown() {
       shutdownPromise ??= (async () => {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb

@@ -1,37 +1,81 @@
 /**
- * Flush telemetry when the process is asked to stop, without changing how it stops.
+ * The shutdown sequence on SIGTERM/SIGINT, shared by health and telemetry:
  *
- * Listening for SIGTERM removes Node's default action (exit), so: when the application has its
- * own listener, it decides when to exit and we only flush; when ours is the only one, we flush
- * (bounded by DATALAB_SHUTDOWN_TIMEOUT_MS) and then re-raise the signal so that the process
- * dies of it exactly as it would have without the distro.
+ * 1. readiness answers 503 at once (our listener is registered by the preload, before the
+ *    application's, so this happens before anything else);
+ * 2. after DATALAB_SHUTDOWN_DELAY_MS (default 0), time for load balancers to stop sending
+ *    traffic while requests in flight complete, buffered traces, metrics and logs are exported,
+ *    bounded by DATALAB_SHUTDOWN_TIMEOUT_MS;
+ * 3. then the signal takes the effect it would have had without the distro.
+ *
+ * Listening for a signal removes Node's default action (exit), so: when the application has its
+ * own listener, it decides when to exit: nothing here holds the process open, and telemetry is
+ * flushed but keeps running for the application's own draining (it is stopped on beforeExit).
+ * When ours is the only listener, the process was going to die of the signal: it is kept alive
+ * for the delay and the bounded flush, then the signal is re-raised so that it dies of it
+ * exactly as it would have (exit status 128 + signal number, 143 for SIGTERM).
  */
 import type { Telemetry } from './sdk';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 
+/** A timer that holds the process open only when asked to. */
+function sleep(ms: number, hold: boolean): { done: Promise<void>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    if (!hold) timer.unref();
+  });
+  return { done, cancel: () => clearTimeout(timer) };
+}
+
+async function bounded(work: Promise<unknown>, timeoutMs: number, hold: boolean): Promise<void> {
+  const timeout = sleep(timeoutMs, hold);
+  await Promise.race([work.catch(() => {}), timeout.done]);
+  timeout.cancel();
+}
+
+export interface ShutdownPlan {
+  readonly appHandles: boolean;
+  readonly delayMs: number;
+  readonly timeoutMs: number;
+}
+
+/** Steps 2 and 3 of the sequence, after readiness has turned 503. */
+export async function drainAndFlush(telemetry: Telemetry, plan: ShutdownPlan): Promise<void> {
+  const hold = !plan.appHandles;
+  if (plan.delayMs > 0) await sleep(plan.delayMs, hold).done;
+  const work = plan.appHandles ? telemetry.flush() : telemetry.shutdown();
+  await bounded(work, plan.timeoutMs, hold);
+}
+
 export function installShutdownHooks(telemetry: Telemetry): void {
   const timeoutMs = telemetry.config.shutdownTimeoutMs;
-  const flush = () => {
-    const timer = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
-    return Promise.race([telemetry.shutdown().catch(() => {}), timer]);
-  };
+  const delayMs = telemetry.config.health.shutdownDelayMs;
+  const listeners = new Map<NodeJS.Signals, () => void>();
 
   for (const signal of SIGNALS) {
     const onSignal = () => {
+      telemetry.health.beginShutdown();
+      // One sequence per process. Without our other listeners, a second signal has Node's
+      // default effect (or the application's): a second Ctrl-C still ends a draining process.
+      for (const [other, listener] of listeners) {
+        if (other !== signal) process.removeListener(other, listener);
+      }
       // `once` has already removed our listener: any listener left is the application's.
       const appHandles = process.listenerCount(signal) > 0;
-      void flush().then(() => {
+      void drainAndFlush(telemetry, { appHandles, delayMs, timeoutMs }).then(() => {
         if (appHandles) return;
         process.kill(process.pid, signal);
       });
     };
+    listeners.set(signal, onSignal);
     process.once(signal, onSignal);
   }
 
   // The event loop ran dry: last chance to send what is buffered. beforeExit may fire again
   // after this work, so shutdown() is idempotent.
   process.once('beforeExit', () => {
-    void flush();
+    void bounded(telemetry.shutdown(), timeoutMs, false);
   });
 }

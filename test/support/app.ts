@@ -4,7 +4,9 @@
  * even if a test fails half way.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parsePrometheusText, type Sample } from './prometheus-text';
 
@@ -37,8 +39,11 @@ export interface AppProcess {
 }
 
 const live = new Set<ChildProcess>();
+/** Local trace files of fixtures (the embedded default) go here, not into the repository. */
+export const TEST_TRACES_DIR = mkdtempSync(join(tmpdir(), 'datalab-otel-test-'));
 process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
+  rmSync(TEST_TRACES_DIR, { recursive: true, force: true });
 });
 
 export async function freePort(): Promise<number> {
@@ -67,6 +72,7 @@ function baseEnv(): Record<string, string> {
     PGPORT: process.env.PGPORT ?? '5432',
     PGUSER: process.env.PGUSER ?? 'postgres',
     PGDATABASE: process.env.PGDATABASE ?? 'test',
+    DATALAB_TRACES_DIR: TEST_TRACES_DIR,
   };
 }
 

@@ -1,0 +1,177 @@
+/**
+ * `datalab-otel config` (the effective configuration, secrets redacted) and `datalab-otel doctor`
+ * (what can be checked from here, one line per finding).
+ */
+import { createRequire } from 'node:module';
+import { createServer, Socket } from 'node:net';
+import { join } from 'node:path';
+import { type Config, findAppPackage, parseConfig } from '../config';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** `https://user:pass@host/x` → `https://user:[REDACTED]@host/x`; anything unparsable is kept. */
+export function redactUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password === '') return value;
+    url.password = 'REDACTED';
+    return url.toString().replace(':REDACTED@', ':[REDACTED]@');
+  } catch {
+    return value;
+  }
+}
+
+/** `k1=v1,k2=v2` (OTEL_EXPORTER_OTLP_HEADERS) → `k1=[REDACTED],k2=[REDACTED]`. */
+export function redactHeaders(value: string): string {
+  return value
+    .split(',')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      return eq === -1 ? '[REDACTED]' : `${pair.slice(0, eq).trim()}=[REDACTED]`;
+    })
+    .join(',');
+}
+
+function otlpEndpoint(env: Env, signal: 'traces' | 'metrics' | 'logs'): string {
+  const specific = env[`OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_ENDPOINT`];
+  if (specific) return specific;
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const protocol =
+    env[`OTEL_EXPORTER_OTLP_${signal.toUpperCase()}_PROTOCOL`] ?? env.OTEL_EXPORTER_OTLP_PROTOCOL;
+  if (protocol === 'grpc') return base ?? 'http://localhost:4317';
+  return `${(base ?? 'http://localhost:4318').replace(/\/$/, '')}/v1/${signal}`;
+}
+
+export function effectiveConfig(
+  env: Env,
+  cwd: string,
+): { config: Config; report: object; warnings: string[] } {
+  const { config, warnings } = parseConfig(env, findAppPackage(undefined, cwd), cwd);
+  const otlp: Record<string, string> = {};
+  if (config.traces.exporters.includes('otlp'))
+    otlp.traces = redactUrl(otlpEndpoint(env, 'traces'));
+  if (config.metrics.exporters.includes('otlp'))
+    otlp.metrics = redactUrl(otlpEndpoint(env, 'metrics'));
+  if (config.logs.exporters.includes('otlp')) otlp.logs = redactUrl(otlpEndpoint(env, 'logs'));
+  const secretsSeen: Record<string, string> = {};
+  for (const name of [
+    'OTEL_EXPORTER_OTLP_HEADERS',
+    'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+    'OTEL_EXPORTER_OTLP_METRICS_HEADERS',
+    'OTEL_EXPORTER_OTLP_LOGS_HEADERS',
+  ]) {
+    const v = env[name];
+    if (v) secretsSeen[name] = redactHeaders(v);
+  }
+  for (const name of ['DATABASE_URL', 'REDIS_URL']) {
+    const v = env[name];
+    if (v) secretsSeen[name] = redactUrl(v);
+  }
+  return {
+    config,
+    report: { ...config, otlpEndpoints: otlp, environment: secretsSeen },
+    warnings: warnings.map((w) => `${w.code}: ${w.message}`),
+  };
+}
+
+function tcpReachable(url: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let host: string;
+    let port: number;
+    try {
+      const u = new URL(url);
+      host = u.hostname;
+      port = Number(u.port) || (u.protocol === 'https:' ? 443 : 80);
+    } catch {
+      resolve('not a URL');
+      return;
+    }
+    const socket = new Socket();
+    const done = (problem: string | undefined) => {
+      socket.destroy();
+      resolve(problem);
+    };
+    socket.setTimeout(timeoutMs, () => done(`no answer within ${timeoutMs} ms`));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+    socket.connect(port, host, () => done(undefined));
+  });
+}
+
+function portFree(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    server.listen(port, host, () => server.close(() => resolve(undefined)));
+  });
+}
+
+/** Supported major versions of the libraries the distro instruments. */
+export const SUPPORTED: Readonly<Record<string, readonly [number, number]>> = {
+  express: [4, 5],
+  pg: [8, 8],
+  'pg-pool': [2, 3],
+  ioredis: [4, 6],
+  redis: [4, 5],
+  winston: [3, 3],
+};
+
+export interface Finding {
+  readonly ok: boolean | 'skip';
+  readonly text: string;
+}
+
+export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const { config, warnings } = effectiveConfig(env, cwd);
+  const major = Number(process.versions.node.split('.')[0]);
+  const minor = Number(process.versions.node.split('.')[1]);
+  findings.push({
+    ok: major > 20 || (major === 20 && minor >= 6),
+    text: `Node.js ${process.versions.node} (needs >= 20.6)`,
+  });
+  for (const w of warnings) findings.push({ ok: false, text: `configuration: ${w}` });
+  if (config.sdkDisabled)
+    findings.push({ ok: 'skip', text: 'OTEL_SDK_DISABLED=true: the distro is off' });
+
+  for (const signal of ['traces', 'metrics', 'logs'] as const) {
+    if (!config[signal].exporters.includes('otlp')) continue;
+    const endpoint = otlpEndpoint(env, signal);
+    const problem = await tcpReachable(endpoint, 2000);
+    findings.push({
+      ok: problem === undefined,
+      text: `${signal} exporter endpoint ${redactUrl(endpoint)}${problem ? `: unreachable (${problem})` : ' reachable'}`,
+    });
+  }
+  if (config.traceFile.enabled) {
+    findings.push({
+      ok: 'skip',
+      text: `traces go to local files in ${config.traceFile.dir} (no OTLP endpoint)`,
+    });
+  }
+
+  const { host, port } = config.management;
+  const busy = await portFree(host, port);
+  findings.push({
+    ok: busy === undefined,
+    text: `management port ${host}:${port}${busy ? `: not available (${busy}); the service would run without /metrics` : ' is free'}`,
+  });
+
+  const requireFromApp = createRequire(join(cwd, 'package.json'));
+  for (const [name, [min, max]] of Object.entries(SUPPORTED)) {
+    let version: string | undefined;
+    try {
+      version = (requireFromApp(`${name}/package.json`) as { version: string }).version;
+    } catch {
+      findings.push({ ok: 'skip', text: `${name} is not installed` });
+      continue;
+    }
+    const m = Number(version.split('.')[0]);
+    const supported = m >= min && m <= max;
+    const enabled = config.instrumentations.includes(name === 'pg-pool' ? 'pg' : (name as never));
+    findings.push({
+      ok: supported,
+      text: `${name} ${version}${supported ? ' supported' : `: not supported (majors ${min}-${max}); it will not be instrumented`}${enabled ? '' : ' (instrumentation disabled)'}`,
+    });
+  }
+  return findings;
+}

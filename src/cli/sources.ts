@@ -1,0 +1,181 @@
+/**
+ * Where traces are looked up: OTLP JSON line files (the distro's local store, the Collector's
+ * file exporter, rotated files too), Jaeger's API v3 and Tempo's HTTP API.
+ *
+ * Files are streamed, and a line is parsed only when the ID occurs in its text: lookups in a
+ * 100 MB store stay interactive without an index.
+ */
+import { createReadStream, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { CORRELATION_ATTRIBUTE } from '../correlation/id';
+import { type FlatSpan, flatten, type OtlpTracesData } from './otlp-json';
+
+export interface LookupResult {
+  spans: FlatSpan[];
+  /** Lines that were not valid OTLP JSON (a truncated last line, corruption). */
+  skippedLines: number;
+}
+
+const TRACE_ID = /^[0-9a-f]{32}$/;
+
+export function isTraceId(id: string): boolean {
+  return TRACE_ID.test(id.toLowerCase());
+}
+
+/** Every trace file named by `paths`: files as given, directories expanded (sorted by name). */
+export async function traceFiles(paths: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    const stat = await fs.stat(p).catch(() => undefined);
+    if (!stat) throw new Error(`no such file or directory: ${p}`);
+    if (stat.isDirectory()) {
+      const names = (await fs.readdir(p))
+        .filter((n) => /\.(jsonl?|ndjson)(\.\d+)?$/.test(n))
+        .sort();
+      for (const n of names) out.push(join(p, n));
+    } else out.push(p);
+  }
+  return out;
+}
+
+async function scan(
+  files: readonly string[],
+  needles: readonly string[],
+  onData: (data: OtlpTracesData) => void,
+): Promise<number> {
+  let skipped = 0;
+  for (const file of files) {
+    const lines = createInterface({
+      input: createReadStream(file),
+      crlfDelay: Number.POSITIVE_INFINITY,
+    });
+    for await (const line of lines) {
+      if (line === '' || !needles.some((n) => line.includes(n))) continue;
+      try {
+        onData(JSON.parse(line) as OtlpTracesData);
+      } catch {
+        skipped++;
+      }
+    }
+  }
+  return skipped;
+}
+
+/** Spans of every trace whose ID is `id` or that has a span with `correlation.id` = `id`. */
+export async function lookupInFiles(id: string, files: readonly string[]): Promise<LookupResult> {
+  const wanted = id.toLowerCase();
+  const traceIds = new Set<string>();
+  // Pass 1: which traces? Only lines that contain the ID are parsed.
+  let skippedLines = await scan(files, [id, wanted], (data) => {
+    for (const s of flatten(data)) {
+      if (s.traceId === wanted || s.attributes[CORRELATION_ATTRIBUTE] === id)
+        traceIds.add(s.traceId);
+    }
+  });
+  if (traceIds.size === 0) return { spans: [], skippedLines };
+  // Pass 2: every span of those traces, from any service.
+  const spans = new Map<string, FlatSpan>();
+  skippedLines = await scan(files, [...traceIds], (data) => {
+    for (const s of flatten(data))
+      if (traceIds.has(s.traceId)) spans.set(`${s.traceId}/${s.spanId}`, s);
+  });
+  return { spans: [...spans.values()], skippedLines };
+}
+
+/** `path` under `base`, keeping a base path (`http://host/jaeger/` + `api/v3/…`). */
+function endpoint(base: string, path: string): URL {
+  return new URL(path.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`);
+}
+
+async function getJson(url: URL, fetcher: typeof fetch): Promise<unknown> {
+  const res = await fetcher(url, { headers: { accept: 'application/json' } });
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw new Error(`${url.origin}${url.pathname} answered ${res.status}`);
+  return res.json();
+}
+
+function dataOf(body: unknown): OtlpTracesData {
+  // Jaeger v3: {result: TracesData}; Tempo v2: {trace: TracesData}; Tempo v1: {batches: [...]}.
+  const b = (body ?? {}) as {
+    result?: OtlpTracesData;
+    trace?: OtlpTracesData;
+    batches?: OtlpTracesData['resourceSpans'];
+    resourceSpans?: OtlpTracesData['resourceSpans'];
+  };
+  return b.result ?? b.trace ?? { resourceSpans: b.batches ?? b.resourceSpans ?? [] };
+}
+
+/**
+ * Jaeger API v3 (OTLP JSON): a trace ID is fetched directly; a correlation ID is searched as a
+ * span attribute, per service (`--service`, else every service Jaeger knows), over `lookbackHours`.
+ */
+export async function lookupInJaeger(
+  id: string,
+  base: string,
+  options: { service?: string; lookbackHours: number; fetcher?: typeof fetch },
+): Promise<LookupResult> {
+  const fetcher = options.fetcher ?? fetch;
+  const spans: FlatSpan[] = [];
+  if (isTraceId(id)) {
+    spans.push(
+      ...flatten(
+        dataOf(await getJson(endpoint(base, `/api/v3/traces/${id.toLowerCase()}`), fetcher)),
+      ),
+    );
+  }
+  if (spans.length === 0) {
+    let services = options.service ? [options.service] : [];
+    if (services.length === 0) {
+      const body = (await getJson(endpoint(base, '/api/v3/services'), fetcher)) as {
+        services?: string[];
+      };
+      services = body?.services ?? [];
+    }
+    const now = Date.now();
+    for (const service of services) {
+      const url = endpoint(base, '/api/v3/traces');
+      url.searchParams.set('query.service_name', service);
+      url.searchParams.set(`query.attributes[${CORRELATION_ATTRIBUTE}]`, id);
+      url.searchParams.set(
+        'query.start_time_min',
+        new Date(now - options.lookbackHours * 3_600_000).toISOString(),
+      );
+      url.searchParams.set('query.start_time_max', new Date(now).toISOString());
+      spans.push(...flatten(dataOf(await getJson(url, fetcher))));
+    }
+  }
+  return { spans: dedupe(spans), skippedLines: 0 };
+}
+
+/** Tempo: a trace ID is fetched directly; a correlation ID is found with TraceQL search. */
+export async function lookupInTempo(
+  id: string,
+  base: string,
+  options: { lookbackHours: number; fetcher?: typeof fetch },
+): Promise<LookupResult> {
+  const fetcher = options.fetcher ?? fetch;
+  const traceIds = new Set<string>();
+  if (isTraceId(id)) traceIds.add(id.toLowerCase());
+  else {
+    const url = endpoint(base, '/api/search');
+    url.searchParams.set('q', `{ span."${CORRELATION_ATTRIBUTE}" = ${JSON.stringify(id)} }`);
+    const now = Math.floor(Date.now() / 1000);
+    url.searchParams.set('start', String(now - options.lookbackHours * 3600));
+    url.searchParams.set('end', String(now));
+    const body = (await getJson(url, fetcher)) as { traces?: { traceID?: string }[] } | undefined;
+    for (const t of body?.traces ?? [])
+      if (t.traceID) traceIds.add(t.traceID.toLowerCase().padStart(32, '0'));
+  }
+  const spans: FlatSpan[] = [];
+  for (const traceId of traceIds) {
+    spans.push(
+      ...flatten(dataOf(await getJson(endpoint(base, `/api/traces/${traceId}`), fetcher))),
+    );
+  }
+  return { spans: dedupe(spans), skippedLines: 0 };
+}
+
+function dedupe(spans: FlatSpan[]): FlatSpan[] {
+  return [...new Map(spans.map((s) => [`${s.traceId}/${s.spanId}`, s])).values()];
+}

@@ -1,0 +1,282 @@
+/**
+ * The `database` (PostgreSQL `SELECT 1`) and `redis` (PING) checks.
+ *
+ * Zero configuration first: the application's own pg pools and ioredis clients, as the distro
+ * found them (ClientRegistry), so the check exercises the very connections the service uses.
+ * Otherwise the connection settings in the environment (DATABASE_URL / PG*, REDIS_URL), with the
+ * application's own `pg` / `ioredis` packages: the distro does not ship database drivers. With
+ * neither, the check is absent from the report rather than failing.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import type { ClientRegistry, PgPoolLike, RedisClientLike } from '../db/clients';
+import { describeError } from './runner';
+import type { CheckOutcome } from './types';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Loads a package the way the application would, or returns undefined when it has none. */
+export type ModuleLoader = (name: string) => unknown;
+
+/** Directories the application resolves packages from: its main script's, then the cwd. */
+export function appDirectories(
+  mainScript: string | undefined = process.argv[1],
+  cwd: string = process.cwd(),
+): string[] {
+  const dirs = mainScript ? [dirname(resolve(cwd, mainScript)), cwd] : [cwd];
+  return [...new Set(dirs)];
+}
+
+export function appModuleLoader(dirs: readonly string[]): ModuleLoader {
+  const cache = new Map<string, unknown>();
+  return (name) => {
+    if (cache.has(name)) return cache.get(name);
+    let loaded: unknown;
+    for (const dir of dirs) {
+      try {
+        // The path only anchors resolution; the file need not exist.
+        const req = createRequire(join(dir, '__datalab_otel_health__.js'));
+        loaded = req(req.resolve(name));
+        break;
+      } catch {
+        // Not installed for this application (or not loadable): try the next directory.
+      }
+    }
+    cache.set(name, loaded);
+    return loaded;
+  };
+}
+
+function nonEmpty(value: string | undefined): boolean {
+  return value !== undefined && value.trim() !== '';
+}
+
+const PG_VARIABLES = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGSERVICE'];
+
+export function postgresConfigured(env: Env): boolean {
+  return nonEmpty(env.DATABASE_URL) || PG_VARIABLES.some((name) => nonEmpty(env[name]));
+}
+
+export function redisConfigured(env: Env): boolean {
+  return nonEmpty(env.REDIS_URL);
+}
+
+/** pg-pool marks a pool the application has ended; it is no longer the service's database. */
+function livePools(clients: ClientRegistry): PgPoolLike[] {
+  return clients.pgPools().filter((pool) => {
+    const state = pool as PgPoolLike & { ending?: boolean; ended?: boolean };
+    return state.ending !== true && state.ended !== true;
+  });
+}
+
+/** Clients the distro opened itself for the environment fallback: never the application's. */
+const ownClients = new WeakSet<object>();
+
+function appRedisClients(clients: ClientRegistry): RedisClientLike[] {
+  return clients.redisClients().filter((client) => !ownClients.has(client));
+}
+
+interface PgModule {
+  Client: new (
+    config: Record<string, unknown>,
+  ) => {
+    connect(): Promise<void>;
+    query(text: string): Promise<unknown>;
+    end(): Promise<void>;
+    on(event: 'error', listener: (err: Error) => void): void;
+    connection?: { stream?: { unref?: () => void } };
+  };
+}
+
+type RedisConstructor = new (
+  url: string,
+  options: Record<string, unknown>,
+) => RedisClientLike & {
+  connect(): Promise<void>;
+  disconnect(): void;
+  on(event: 'error', listener: (err: Error) => void): void;
+};
+
+function pgModule(load: ModuleLoader): PgModule | undefined {
+  const mod = load('pg') as (PgModule & { default?: PgModule }) | undefined;
+  const candidate = mod?.Client ? mod : mod?.default;
+  return typeof candidate?.Client === 'function' ? candidate : undefined;
+}
+
+function redisModule(load: ModuleLoader): RedisConstructor | undefined {
+  // ioredis exports the class itself, with `default` and `Redis` pointing at it too.
+  const mod = load('ioredis') as { default?: unknown; Redis?: unknown } | undefined;
+  const candidate = typeof mod === 'function' ? mod : (mod?.default ?? mod?.Redis);
+  return typeof candidate === 'function' ? (candidate as RedisConstructor) : undefined;
+}
+
+export interface DependencyCheckOptions {
+  readonly clients: ClientRegistry;
+  readonly env: Env;
+  readonly load: ModuleLoader;
+  /** Connection timeouts of the fallback clients: the check's own timeout. */
+  readonly timeoutMs: number;
+}
+
+/** One short-lived connection from the environment's settings; nothing is left open. */
+async function pingPostgresFromEnv(pg: PgModule, env: Env, timeoutMs: number): Promise<void> {
+  const config: Record<string, unknown> = {
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+    application_name: 'datalab-otel-health',
+  };
+  // Without DATABASE_URL, pg reads PGHOST, PGUSER… itself.
+  if (nonEmpty(env.DATABASE_URL)) config.connectionString = env.DATABASE_URL;
+  const client = new pg.Client(config);
+  // An error event with no listener would crash the application.
+  client.on('error', () => {});
+  client.connection?.stream?.unref?.();
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } finally {
+    client.end().catch(() => {});
+  }
+}
+
+async function pingRedisFromEnv(Redis: RedisConstructor, url: string, timeoutMs: number) {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectionName: 'datalab-otel-health',
+  });
+  ownClients.add(client);
+  // ioredis rejects with a bare "Connection is closed."; the cause comes as an error event.
+  let cause: Error | undefined;
+  client.on('error', (err) => {
+    cause ??= err;
+  });
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (err) {
+    throw cause ?? err;
+  } finally {
+    client.disconnect();
+  }
+}
+
+type ObservableRedisClient = RedisClientLike & {
+  once?(event: string, listener: () => void): unknown;
+  removeListener?(event: string, listener: () => void): unknown;
+};
+
+/**
+ * A client on its way to a connection: wait for it to be ready, or for the attempt to fail.
+ * PING would otherwise sit in the offline queue until the check times out, so a Redis that is
+ * down would cost every report the full timeout. Only 'ready'/'close'/'end' are listened to:
+ * an 'error' listener would silence ioredis' own "Unhandled error event" output for the app.
+ */
+function connected(client: ObservableRedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (!CONNECTING_STATES.has(client.status) || !client.once || !client.removeListener) {
+    return Promise.reject(new Error(`connection is ${client.status}`));
+  }
+  const { once, removeListener } = { once: client.once, removeListener: client.removeListener };
+  return new Promise((resolve, reject) => {
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      removeListener.call(client, 'ready', onReady);
+      removeListener.call(client, 'close', onClose);
+      removeListener.call(client, 'end', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = () => finish();
+    const onClose = () => finish(new Error('connection closed while connecting'));
+    const timer = setTimeout(() => finish(new Error(`connection is ${client.status}`)), timeoutMs);
+    timer.unref();
+    once.call(client, 'ready', onReady);
+    once.call(client, 'close', onClose);
+    once.call(client, 'end', onClose);
+  });
+}
+
+export function databaseCheck(options: DependencyCheckOptions): {
+  applies: () => boolean;
+  check: () => Promise<CheckOutcome>;
+} {
+  const { clients, env, load, timeoutMs } = options;
+  return {
+    applies: () =>
+      livePools(clients).length > 0 || (postgresConfigured(env) && pgModule(load) !== undefined),
+    check: async () => {
+      const pools = livePools(clients);
+      const source = pools.length > 0 ? 'application' : 'environment';
+      try {
+        if (pools.length > 0) await Promise.all(pools.map((pool) => pool.query('SELECT 1')));
+        else {
+          const pg = pgModule(load);
+          if (!pg) throw new Error('the pg package is not installed');
+          await pingPostgresFromEnv(pg, env, timeoutMs);
+        }
+        const outcome: CheckOutcome = {
+          status: 'healthy',
+          message: 'Database connection successful',
+          source,
+        };
+        if (pools.length > 1) outcome.pools = pools.length;
+        return outcome;
+      } catch (err) {
+        return {
+          status: 'unhealthy',
+          message: `Database connection failed: ${describeError(err)}`,
+          source,
+        };
+      }
+    },
+  };
+}
+
+/** ioredis states from which a connection may still become ready without a reconnection. */
+const CONNECTING_STATES = new Set(['wait', 'connecting', 'connect']);
+
+export function redisCheck(options: DependencyCheckOptions): {
+  applies: () => boolean;
+  check: () => Promise<CheckOutcome>;
+} {
+  const { clients, env, load, timeoutMs } = options;
+  return {
+    applies: () =>
+      appRedisClients(clients).length > 0 ||
+      (redisConfigured(env) && redisModule(load) !== undefined),
+    check: async () => {
+      const all = appRedisClients(clients);
+      // A client the application quit is not its connection any more.
+      const open = all.filter((client) => client.status !== 'end');
+      const fromEnv = open.length === 0 && redisConfigured(env);
+      const source = fromEnv || all.length === 0 ? 'environment' : 'application';
+      try {
+        if (open.length > 0) {
+          await Promise.all(
+            open.map(async (client) => {
+              await connected(client, timeoutMs);
+              await client.ping();
+            }),
+          );
+        } else if (fromEnv) {
+          const Redis = redisModule(load);
+          if (!Redis) throw new Error('the ioredis package is not installed');
+          await pingRedisFromEnv(Redis, env.REDIS_URL as string, timeoutMs);
+        } else {
+          throw new Error('connection is closed');
+        }
+        return { status: 'healthy', message: 'Redis connection successful', source };
+      } catch (err) {
+        return {
+          status: 'unhealthy',
+          message: `Redis connection failed: ${describeError(err)}`,
+          source,
+        };
+      }
+    },
+  };
+}
