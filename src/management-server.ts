@@ -18,6 +18,9 @@ export class ManagementServer {
     private readonly port: number,
   ) {
     this.server = createServer((req, res) => this.handle(req, res));
+    // Probes and scrapers keep connections alive between requests. The listening server is
+    // unref'd, but accepted sockets would still hold a draining application open.
+    this.server.on('connection', (socket) => socket.unref());
     this.server.on('error', (err: NodeJS.ErrnoException) => {
       warn(
         'DLOTEL_PORT_UNAVAILABLE',

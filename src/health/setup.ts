@@ -35,9 +35,6 @@ export function startHealth(
   const checker = createHealthChecker(config, clients);
   createHealthMetric(meter, config.serviceName, checker);
   for (const [path, handler] of managementRoutes(checker)) management.route(path, handler);
-  // Probes and scrapers keep connections alive between requests. The listening server is
-  // unref'd, but accepted sockets are not: an application draining on SIGTERM would be held
-  // open until the prober's keep-alive ran out.
-  management.server.on('connection', (socket) => socket.unref());
+
   return checker;
 }
