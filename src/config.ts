@@ -5,8 +5,10 @@
  * `parseConfig` is pure (environment and package info in, config and warnings out) so that it
  * can be unit-tested; `loadConfig` feeds it the real process and prints the warnings.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { setFaults } from './faults';
 import { BUILTIN_HEALTH_CHECKS, type BuiltinHealthCheck, HEALTH_DEFAULTS } from './health/types';
 import { quote, useStructuredWarnings, type WarningCode, warn } from './warnings';
 
@@ -110,6 +112,11 @@ export interface Config {
   readonly management: {
     readonly host: string;
     readonly port: number;
+    /**
+     * DATALAB_MANAGEMENT_TOKEN: when set, /metrics and /health require
+     * `Authorization: Bearer <token>`; the probes /health/live and /health/ready stay open.
+     */
+    readonly token: string | undefined;
   };
   readonly shutdownTimeoutMs: number;
   readonly traceFile: {
@@ -436,6 +443,16 @@ export function parseConfig(
 
   const host = r.raw('DATALAB_METRICS_HOST') ?? DEFAULTS.metricsHost;
   const port = r.int('DATALAB_METRICS_PORT', DEFAULTS.metricsPort, 1, 65_535);
+  let token = r.raw('DATALAB_MANAGEMENT_TOKEN');
+  if (token !== undefined && !/^[\x21-\x7e]{16,512}$/.test(token)) {
+    // Never echo a token, even a bad one: only its length.
+    r.warnings.push({
+      code: 'DLOTEL_CONFIG_INVALID',
+      message: `DATALAB_MANAGEMENT_TOKEN (${token.length} characters) is not 16 to 512 printable ASCII characters without spaces; /metrics and /health stay closed with a random token until it is fixed`,
+    });
+    // Fail closed: a typo must not open the endpoints it was meant to protect.
+    token = randomBytes(32).toString('hex');
+  }
   const maxEndpoints = r.int('DATALAB_MAX_ENDPOINTS', DEFAULTS.maxEndpoints, 1, 100_000);
   const shutdownTimeoutMs = r.int(
     'DATALAB_SHUTDOWN_TIMEOUT_MS',
@@ -539,7 +556,7 @@ export function parseConfig(
     },
     propagators,
     instrumentations,
-    management: { host, port },
+    management: { host, port, token },
     shutdownTimeoutMs,
     dbRootSpans,
     health,
@@ -598,6 +615,8 @@ export function loadConfig(): Config {
     process.cwd(),
   );
   useStructuredWarnings(config.serviceName, config.logging.format);
+  // Test-only (see faults.ts); deliberately not part of the documented configuration.
+  setFaults((process.env.DATALAB_INTERNAL_FAULTS ?? '').split(',').filter((p) => p !== ''));
   for (const w of warnings) warn(w.code, w.message);
   loaded = config;
   return config;

@@ -71,40 +71,61 @@ export function createOtlpLogExporter(protocol: OtlpProtocol): LogRecordExporter
   }
 }
 
-function onResult(signal: string, done: (result: ExportResult) => void) {
+export type Signal = 'traces' | 'metrics' | 'logs';
+
+/** Items (spans, log records, metric batches) whose export failed, per signal. */
+const failedItems: Record<Signal, number> = { traces: 0, metrics: 0, logs: 0 };
+
+export function droppedByFailedExports(): Readonly<Record<Signal, number>> {
+  return failedItems;
+}
+
+function onResult(
+  signal: Signal,
+  destination: string,
+  items: number,
+  done: (result: ExportResult) => void,
+) {
   return (result: ExportResult) => {
     if (result.code !== 0 /* ExportResultCode.SUCCESS */) {
+      failedItems[signal] += items;
       const reason = result.error?.message ?? 'unknown error';
       warnRateLimited(
         'DLOTEL_EXPORT_FAILED',
-        signal,
-        `${signal} export failed (${reason}); data of this batch is dropped, retrying with the next`,
+        `${signal} ${destination}`,
+        `${signal} export to ${destination} failed (${reason}); this batch is dropped, the next is tried (repeats of this warning are silenced for a minute)`,
       );
     }
     done(result);
   };
 }
 
-/** Reports failures (rate-limited) without changing what the SDK sees. */
-export function guardSpanExporter(signal: string, inner: SpanExporter): SpanExporter {
+/** Reports failures (rate-limited) and counts what was dropped, without changing the SDK's view. */
+export function guardSpanExporter(destination: string, inner: SpanExporter): SpanExporter {
   return {
-    export: (spans: ReadableSpan[], done) => inner.export(spans, onResult(signal, done)),
+    export: (spans: ReadableSpan[], done) =>
+      inner.export(spans, onResult('traces', destination, spans.length, done)),
     shutdown: () => inner.shutdown(),
     forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
   };
 }
 
-export function guardLogExporter(signal: string, inner: LogRecordExporter): LogRecordExporter {
+export function guardLogExporter(destination: string, inner: LogRecordExporter): LogRecordExporter {
   return {
-    export: (records: ReadableLogRecord[], done) => inner.export(records, onResult(signal, done)),
+    export: (records: ReadableLogRecord[], done) =>
+      inner.export(records, onResult('logs', destination, records.length, done)),
     shutdown: () => inner.shutdown(),
     forceFlush: () => inner.forceFlush?.() ?? Promise.resolve(),
   };
 }
 
-export function guardMetricExporter(signal: string, inner: PushMetricExporter): PushMetricExporter {
+export function guardMetricExporter(
+  destination: string,
+  inner: PushMetricExporter,
+): PushMetricExporter {
   const guarded: PushMetricExporter = {
-    export: (metrics: ResourceMetrics, done) => inner.export(metrics, onResult(signal, done)),
+    export: (metrics: ResourceMetrics, done) =>
+      inner.export(metrics, onResult('metrics', destination, 1, done)),
     shutdown: () => inner.shutdown(),
     forceFlush: () => inner.forceFlush(),
   };

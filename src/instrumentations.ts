@@ -11,8 +11,9 @@ import { correlationIdFrom } from './correlation/context';
 import { adoptCorrelationId, correlationResponseHook } from './correlation/http';
 import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
+import { injectFault } from './faults';
 import { trackRequestRoute } from './metrics/http';
-import { warn } from './warnings';
+import { warn, warnOnce } from './warnings';
 
 export interface InstrumentationHooks {
   /** True for requests the distro itself serves: they are never traced. */
@@ -95,11 +96,20 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
  * ones): remember the route holder for the metrics, adopt or create the correlation ID.
  */
 function incomingRequestHook(span: Span, request: unknown): void {
-  if (!(request instanceof IncomingMessage)) return;
-  const rpc = getRPCMetadata(context.active());
-  if (rpc === undefined) return;
-  trackRequestRoute(request, rpc);
-  adoptCorrelationId(span, request, rpc);
+  try {
+    if (!(request instanceof IncomingMessage)) return;
+    injectFault('request-hook');
+    const rpc = getRPCMetadata(context.active());
+    if (rpc === undefined) return;
+    trackRequestRoute(request, rpc);
+    adoptCorrelationId(span, request, rpc);
+  } catch (err) {
+    warnOnce(
+      'DLOTEL_INTERNAL_ERROR',
+      'request-hook',
+      `request hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
 }
 
 /** Instrumentations whose own metrics duplicate the distro's or lack the `service` label. */

@@ -3,19 +3,39 @@
  * the process open, never crashes the app when its port is taken, and its requests are neither
  * counted nor traced (see isOwnServer).
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { warn } from './warnings';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
+export interface RouteOptions {
+  /** Served without the management token (Kubernetes probes cannot send one easily). */
+  readonly open?: boolean;
+}
+
+/** `Authorization: Bearer <token>`, compared in constant time. */
+export function hasBearerToken(header: string | undefined, expected: string): boolean {
+  if (header === undefined) return false;
+  const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);
+  if (!m) return false;
+  // Hashing first gives equal lengths, so timingSafeEqual leaks nothing about the length.
+  const a = createHash('sha256')
+    .update(m[1] as string)
+    .digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
 export class ManagementServer {
   readonly server: Server;
-  private readonly routes = new Map<string, RouteHandler>();
+  private readonly routes = new Map<string, { handler: RouteHandler; open: boolean }>();
   private listening = false;
 
   constructor(
     private readonly host: string,
     private readonly port: number,
+    private readonly token?: string,
   ) {
     this.server = createServer((req, res) => this.handle(req, res));
     // Probes and scrapers keep connections alive between requests. The listening server is
@@ -30,8 +50,8 @@ export class ManagementServer {
     });
   }
 
-  route(path: string, handler: RouteHandler): this {
-    this.routes.set(path, handler);
+  route(path: string, handler: RouteHandler, options: RouteOptions = {}): this {
+    this.routes.set(path, { handler, open: options.open === true });
     return this;
   }
 
@@ -56,11 +76,25 @@ export class ManagementServer {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    const handler = this.routes.get(path);
-    if (handler === undefined) {
+    const route = this.routes.get(path);
+    if (route === undefined) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not Found\n');
       return;
     }
+    if (
+      this.token !== undefined &&
+      !route.open &&
+      !hasBearerToken(req.headers.authorization, this.token)
+    ) {
+      res
+        .writeHead(401, {
+          'www-authenticate': 'Bearer realm="datalab-otel management"',
+          'content-type': 'text/plain; charset=utf-8',
+        })
+        .end('Unauthorized\n');
+      return;
+    }
+    const { handler } = route;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;

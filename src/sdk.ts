@@ -65,6 +65,7 @@ import { createInstrumentations, METRICS_SILENCED } from './instrumentations';
 import { createAccessLog } from './logging/access-log';
 import { ManagementServer } from './management-server';
 import { createDbMetrics } from './metrics/db';
+import { countingQueueDrops, createExportMetrics } from './metrics/export';
 import { HttpServerMetrics } from './metrics/http';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
@@ -173,7 +174,7 @@ function buildLoggerProvider(config: Config, resource: Resource): LoggerProvider
       new BatchLogRecordProcessor({
         exporter:
           name === 'otlp'
-            ? guardLogExporter('logs', createOtlpLogExporter(config.logs.protocol))
+            ? guardLogExporter('OTLP', createOtlpLogExporter(config.logs.protocol))
             : new ConsoleLogRecordExporter(),
       }),
   );
@@ -197,7 +198,11 @@ export function startTelemetry(config: Config): Telemetry {
     diag.setLogger(new DiagConsoleLogger(), { logLevel: DIAG_LEVELS[config.logLevel] });
   }
   const resource = buildResource(config);
-  const management = new ManagementServer(config.management.host, config.management.port);
+  const management = new ManagementServer(
+    config.management.host,
+    config.management.port,
+    config.management.token,
+  );
   const isOwnServer = (server: Server | undefined) => server === management.server;
 
   // Tracing. The provider is registered even without exporters: context propagation (and the
@@ -206,7 +211,10 @@ export function startTelemetry(config: Config): Telemetry {
   for (const name of config.traces.exporters) {
     const exporter =
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
-    spanProcessors.push(new BatchSpanProcessor(guardSpanExporter('traces', exporter)));
+    const processor = new BatchSpanProcessor(
+      guardSpanExporter(name === 'otlp' ? 'OTLP' : name, exporter),
+    );
+    spanProcessors.push(countingQueueDrops(processor));
   }
   if (config.traceFile.enabled) {
     const file = new FileSpanExporter({
@@ -214,7 +222,8 @@ export function startTelemetry(config: Config): Telemetry {
       maxTotalBytes: config.traceFile.maxBytes,
       name: config.serviceName,
     });
-    spanProcessors.push(new BatchSpanProcessor(guardSpanExporter('traces to file', file)));
+    const processor = new BatchSpanProcessor(guardSpanExporter('the local trace file', file));
+    spanProcessors.push(countingQueueDrops(processor));
   }
   const tracerProvider = new NodeTracerProvider({
     resource,
@@ -235,7 +244,7 @@ export function startTelemetry(config: Config): Telemetry {
     if (name === 'prometheus') continue;
     const exporter =
       name === 'otlp'
-        ? guardMetricExporter('metrics', createOtlpMetricExporter(config.metrics.protocol))
+        ? guardMetricExporter('OTLP', createOtlpMetricExporter(config.metrics.protocol))
         : new ConsoleMetricExporter();
     readers.push(
       new PeriodicExportingMetricReader({
@@ -265,6 +274,7 @@ export function startTelemetry(config: Config): Telemetry {
   });
   httpMetrics.enable();
   createProcessMetrics(meter, config.serviceName);
+  createExportMetrics(meter, config.serviceName);
   const clients = new ClientRegistry();
   const dbClients = new DbClientsInstrumentation(
     clients,

@@ -69,7 +69,15 @@ export function effectiveConfig(
   }
   return {
     config,
-    report: { ...config, otlpEndpoints: otlp, environment: secretsSeen },
+    report: {
+      ...config,
+      management: {
+        ...config.management,
+        token: env.DATALAB_MANAGEMENT_TOKEN ? '[REDACTED]' : undefined,
+      },
+      otlpEndpoints: otlp,
+      environment: secretsSeen,
+    },
     warnings: warnings.map((w) => `${w.code}: ${w.message}`),
   };
 }

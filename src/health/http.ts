@@ -44,11 +44,17 @@ export async function answerProbe(
 /** Routes for ManagementServer.route (which answers 405 to other methods itself). */
 export function managementRoutes(
   checker: HealthChecker,
-): [path: string, handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>][] {
+): [
+  path: string,
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+  options: { open: boolean },
+][] {
+  // The full report names dependencies and versions: behind the management token when one is
+  // set. Liveness and readiness reveal nothing and must stay reachable for probes.
   return [
-    ['/health', (req, res) => answerProbe(checker, 'health', req, res)],
-    ['/health/live', (req, res) => answerProbe(checker, 'live', req, res)],
-    ['/health/ready', (req, res) => answerProbe(checker, 'ready', req, res)],
+    ['/health', (req, res) => answerProbe(checker, 'health', req, res), { open: false }],
+    ['/health/live', (req, res) => answerProbe(checker, 'live', req, res), { open: true }],
+    ['/health/ready', (req, res) => answerProbe(checker, 'ready', req, res), { open: true }],
   ];
 }
 

@@ -34,7 +34,9 @@ export function startHealth(
 ): HealthChecker {
   const checker = createHealthChecker(config, clients);
   createHealthMetric(meter, config.serviceName, checker);
-  for (const [path, handler] of managementRoutes(checker)) management.route(path, handler);
+  for (const [path, handler, options] of managementRoutes(checker)) {
+    management.route(path, handler, options);
+  }
 
   return checker;
 }

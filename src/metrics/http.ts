@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import type { Attributes, Histogram, Meter, Span } from '@opentelemetry/api';
 import type { RPCMetadata } from '@opentelemetry/core';
 import { requestCorrelationId } from '../correlation/http';
+import { injectFault } from '../faults';
 import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
@@ -154,6 +155,7 @@ export class HttpServerMetrics {
   }
 
   private start({ request, response, server }: RequestStartMessage): void {
+    injectFault('http-metrics-start');
     if (this.options.isOwnServer(server)) return;
     (response as TrackedResponse)[kStart] = performance.now();
     (request as TrackedRequest)[kResponse] = response;
@@ -171,6 +173,7 @@ export class HttpServerMetrics {
   }
 
   private finish(response: TrackedResponse): void {
+    injectFault('http-metrics-finish');
     const startedAt = response[kStart];
     if (startedAt === undefined) return;
     response[kStart] = undefined;

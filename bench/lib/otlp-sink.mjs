@@ -1,0 +1,110 @@
+// A minimal OTLP/HTTP receiver, run in its own process: answers 200 to POST /v1/traces,
+// /v1/metrics and /v1/logs, and counts what it received (spans are counted by walking the
+// protobuf, or the JSON, just deep enough). GET /stats returns the counters, POST /reset zeroes
+// them. Prints {"event":"listening","port":N} once ready.
+import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
+
+let stats;
+function reset() {
+  stats = { traceRequests: 0, spans: 0, traceBytes: 0, metricRequests: 0, otherRequests: 0 };
+  stats.lastAt = 0;
+}
+reset();
+
+function varint(buf, pos) {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const b = buf[pos.i++];
+    if (b === undefined) throw new Error('truncated varint');
+    value += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) return value;
+    shift += 7;
+  }
+}
+
+/** Calls onField(field, start, end) for every length-delimited field of the message in [start, end). */
+function fields(buf, start, end, onField) {
+  const pos = { i: start };
+  while (pos.i < end) {
+    const key = varint(buf, pos);
+    const field = Math.floor(key / 8);
+    const wire = key & 7;
+    if (wire === 0) varint(buf, pos);
+    else if (wire === 1) pos.i += 8;
+    else if (wire === 5) pos.i += 4;
+    else if (wire === 2) {
+      const len = varint(buf, pos);
+      onField(field, pos.i, pos.i + len);
+      pos.i += len;
+    } else throw new Error(`unsupported wire type ${wire}`);
+  }
+}
+
+/** ExportTraceServiceRequest.resource_spans(1).scope_spans(2).spans(2) */
+function countProtoSpans(buf) {
+  let n = 0;
+  fields(buf, 0, buf.length, (f, s, e) => {
+    if (f !== 1) return;
+    fields(buf, s, e, (f2, s2, e2) => {
+      if (f2 !== 2) return;
+      fields(buf, s2, e2, (f3) => {
+        if (f3 === 2) n++;
+      });
+    });
+  });
+  return n;
+}
+
+function countJsonSpans(buf) {
+  const data = JSON.parse(buf.toString('utf8'));
+  let n = 0;
+  for (const rs of data.resourceSpans ?? []) {
+    for (const ss of rs.scopeSpans ?? []) n += (ss.spans ?? []).length;
+  }
+  return n;
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const path = req.url.split('?')[0];
+    if (req.method === 'GET' && path === '/stats') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    if (req.method === 'POST' && path === '/reset') {
+      reset();
+      res.writeHead(204).end();
+      return;
+    }
+    const isJson = String(req.headers['content-type'] ?? '').includes('json');
+    if (path === '/v1/traces') {
+      stats.traceRequests++;
+      stats.lastAt = Date.now();
+      try {
+        let body = Buffer.concat(chunks);
+        stats.traceBytes += body.length;
+        if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body);
+        stats.spans += isJson ? countJsonSpans(body) : countProtoSpans(body);
+      } catch {
+        stats.undecodable = (stats.undecodable ?? 0) + 1;
+      }
+    } else if (path === '/v1/metrics') {
+      stats.metricRequests++;
+    } else {
+      stats.otherRequests++;
+    }
+    // An empty Export*ServiceResponse is a valid answer in both encodings.
+    res.writeHead(200, { 'content-type': isJson ? 'application/json' : 'application/x-protobuf' });
+    res.end(isJson ? '{}' : undefined);
+  });
+});
+server.keepAliveTimeout = 60_000;
+server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
+  console.log(JSON.stringify({ event: 'listening', port: server.address().port }));
+});
+process.on('SIGTERM', () => process.exit(0));

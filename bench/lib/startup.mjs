@@ -1,0 +1,58 @@
+// Start-up cost: wall time and peak RSS of `node -e 0` alone, with `--import @datalab/otel/register`
+// and with `--require @opentelemetry/auto-instrumentations-node/register`, same exporters and
+// (for the stock one) no cloud detectors. Variants alternate run by run; deltas are paired.
+import { pinned, startChild } from './children.mjs';
+import { freePort } from './ports.mjs';
+import { median, summary } from './proc.mjs';
+import { baseEnv, CONFIGS, ROOT } from './setup.mjs';
+
+// `node -e 0`, plus an exit hook that reports the peak RSS (getrusage ru_maxrss, in KiB, covers
+// every thread, the ESM loader-hooks thread included) and how many CommonJS modules were loaded.
+const PROGRAM =
+  "process.on('exit',()=>require('fs').writeSync(1,JSON.stringify({maxRssKiB:process.resourceUsage().maxRSS,modules:Object.keys(require.cache).length})+'\\n'))";
+
+export const STARTUP_VARIANTS = {
+  'node -e 0': 'none',
+  '--import @datalab/otel/register': 'datalab',
+  '--require @opentelemetry/auto-instrumentations-node/register': 'stock',
+};
+
+async function once(config, sinkPort, pin) {
+  const cfg = CONFIGS[config];
+  const env = baseEnv({ OTEL_SERVICE_NAME: 'bench-startup', ...cfg.env({ sink: sinkPort, metrics: await freePort() }) });
+  const [cmd, args] = pinned(0, process.execPath, [...cfg.args(), '-e', PROGRAM], pin);
+  const t0 = process.hrtime.bigint();
+  const proc = startChild(cmd, args, { cwd: ROOT, env });
+  const { code, signal } = await proc.exited;
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  await proc.closed;
+  if (code !== 0) throw new Error(`${config} start-up run exited ${code ?? signal}: ${proc.stderr.join('\n')}`);
+  const report = JSON.parse(proc.stdout.find((l) => l.startsWith('{')) ?? '{}');
+  return { ms, peakRssMiB: report.maxRssKiB / 1024, modules: report.modules, stderr: proc.stderr.filter(Boolean) };
+}
+
+export async function runStartup({ runs, sinkPort, pin }) {
+  const samples = Object.fromEntries(Object.values(STARTUP_VARIANTS).map((c) => [c, []]));
+  // One untimed run of each first: the file system cache, not the preload, would dominate it.
+  for (const config of Object.keys(samples)) await once(config, sinkPort, pin);
+  for (let i = 0; i < runs; i++) {
+    const order = Object.keys(samples);
+    const shifted = [...order.slice(i % order.length), ...order.slice(0, i % order.length)];
+    for (const config of shifted) samples[config].push(await once(config, sinkPort, pin));
+  }
+  const base = samples.none;
+  const out = {};
+  for (const [label, config] of Object.entries(STARTUP_VARIANTS)) {
+    const s = samples[config];
+    out[config] = {
+      label,
+      ms: summary(s.map((x) => x.ms)),
+      peakRssMiB: summary(s.map((x) => x.peakRssMiB)),
+      modules: median(s.map((x) => x.modules)),
+      addedMs: summary(s.map((x, i) => x.ms - base[i].ms)),
+      addedPeakRssMiB: summary(s.map((x, i) => x.peakRssMiB - base[i].peakRssMiB)),
+      stderr: [...new Set(s.flatMap((x) => x.stderr))].slice(0, 5),
+    };
+  }
+  return { runs, variants: out };
+}
