@@ -13,11 +13,33 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function redactUrl(value: string): string {
   try {
     const url = new URL(value);
-    if (url.password === '') return value;
-    url.password = 'REDACTED';
-    return url.toString().replace(':REDACTED@', ':[REDACTED]@');
+    let changed = false;
+    if (url.password !== '') {
+      url.password = 'REDACTED';
+      changed = true;
+    } else if (
+      url.username !== '' &&
+      !/^(postgres|root|default|admin|[a-z_]{1,16})$/.test(url.username)
+    ) {
+      // A lone long "username" (https://TOKEN@host) is usually a credential.
+      url.username = 'REDACTED';
+      changed = true;
+    }
+    // libpq and others also take credentials as query parameters.
+    for (const key of [...url.searchParams.keys()]) {
+      if (/pass|secret|token|key|auth/i.test(key)) {
+        url.searchParams.set(key, 'REDACTED');
+        changed = true;
+      }
+    }
+    return changed
+      ? url
+          .toString()
+          .replace(/REDACTED/g, '[REDACTED]')
+          .replace(/%5BREDACTED%5D/g, '[REDACTED]')
+      : value;
   } catch {
-    return value;
+    return value.replace(/\/\/[^@/\s]*@/, '//[REDACTED]@');
   }
 }
 

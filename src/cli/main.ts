@@ -38,6 +38,12 @@ async function trace(id: string, values: Record<string, unknown>): Promise<numbe
   const jaeger = values.jaeger as string | undefined;
   const tempo = values.tempo as string | undefined;
   const lookbackHours = Number(values.since ?? 24);
+  if (!Number.isFinite(lookbackHours) || lookbackHours <= 0) {
+    process.stderr.write(
+      `datalab-otel trace: --since takes a number of hours, not ${JSON.stringify(values.since)}\n`,
+    );
+    return 2;
+  }
   const results: LookupResult[] = [];
   const sources: string[] = [];
   if (files.length > 0 || (!jaeger && !tempo)) {

@@ -134,7 +134,13 @@ export function toOtlpJson(spans: readonly FlatSpan[]): OtlpTracesData {
       byResource.set(s.source.resource, scopes);
     }
     const list = scopes.get(s.source.scope) ?? [];
-    list.push(s.source.span);
+    // Ids as OTLP JSON wants them (hex), whatever encoding the source used.
+    list.push({
+      ...s.source.span,
+      traceId: s.traceId,
+      spanId: s.spanId,
+      ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
+    });
     scopes.set(s.source.scope, list);
   }
   return {

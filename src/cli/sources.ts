@@ -43,23 +43,25 @@ async function scan(
   files: readonly string[],
   needles: readonly string[],
   onData: (data: OtlpTracesData) => void,
-): Promise<number> {
-  let skipped = 0;
+  damaged: Set<string>,
+): Promise<void> {
   for (const file of files) {
+    let n = 0;
     const lines = createInterface({
       input: createReadStream(file),
       crlfDelay: Number.POSITIVE_INFINITY,
     });
     for await (const line of lines) {
-      if (line === '' || !needles.some((n) => line.includes(n))) continue;
+      n++;
+      if (line === '' || !needles.some((needle) => line.includes(needle))) continue;
       try {
         onData(JSON.parse(line) as OtlpTracesData);
       } catch {
-        skipped++;
+        // Only lines that could have held the ID are parsed, so only those can be counted.
+        damaged.add(`${file}:${n}`);
       }
     }
   }
-  return skipped;
 }
 
 /** Spans of every trace whose ID is `id` or that has a span with `correlation.id` = `id`. */
@@ -67,20 +69,25 @@ export async function lookupInFiles(id: string, files: readonly string[]): Promi
   const wanted = id.toLowerCase();
   const traceIds = new Set<string>();
   // Pass 1: which traces? Only lines that contain the ID are parsed.
-  let skippedLines = await scan(files, [id, wanted], (data) => {
+  const damaged = new Set<string>();
+  const pass1 = (data: OtlpTracesData) => {
     for (const s of flatten(data)) {
-      if (s.traceId === wanted || s.attributes[CORRELATION_ATTRIBUTE] === id)
+      if (s.traceId === wanted || s.attributes[CORRELATION_ATTRIBUTE] === id) {
         traceIds.add(s.traceId);
+      }
     }
-  });
-  if (traceIds.size === 0) return { spans: [], skippedLines };
+  };
+  await scan(files, [id, wanted], pass1, damaged);
+  if (traceIds.size === 0) return { spans: [], skippedLines: damaged.size };
   // Pass 2: every span of those traces, from any service.
   const spans = new Map<string, FlatSpan>();
-  skippedLines = await scan(files, [...traceIds], (data) => {
-    for (const s of flatten(data))
+  const pass2 = (data: OtlpTracesData) => {
+    for (const s of flatten(data)) {
       if (traceIds.has(s.traceId)) spans.set(`${s.traceId}/${s.spanId}`, s);
-  });
-  return { spans: [...spans.values()], skippedLines };
+    }
+  };
+  await scan(files, [...traceIds], pass2, damaged);
+  return { spans: [...spans.values()], skippedLines: damaged.size };
 }
 
 /** `path` under `base`, keeping a base path (`http://host/jaeger/` + `api/v3/…`). */
@@ -89,7 +96,10 @@ function endpoint(base: string, path: string): URL {
 }
 
 async function getJson(url: URL, fetcher: typeof fetch): Promise<unknown> {
-  const res = await fetcher(url, { headers: { accept: 'application/json' } });
+  const res = await fetcher(url, {
+    headers: { accept: 'application/json' },
+    signal: AbortSignal.timeout(15_000),
+  });
   if (res.status === 404) return undefined;
   if (!res.ok) throw new Error(`${url.origin}${url.pathname} answered ${res.status}`);
   return res.json();
@@ -136,7 +146,8 @@ export async function lookupInJaeger(
     for (const service of services) {
       const url = endpoint(base, '/api/v3/traces');
       url.searchParams.set('query.service_name', service);
-      url.searchParams.set(`query.attributes[${CORRELATION_ATTRIBUTE}]`, id);
+      // Jaeger's documented form: a JSON map of attributes.
+      url.searchParams.set('query.attributes', JSON.stringify({ [CORRELATION_ATTRIBUTE]: id }));
       url.searchParams.set(
         'query.start_time_min',
         new Date(now - options.lookbackHours * 3_600_000).toISOString(),
@@ -145,7 +156,7 @@ export async function lookupInJaeger(
       spans.push(...flatten(dataOf(await getJson(url, fetcher))));
     }
   }
-  return { spans: dedupe(spans), skippedLines: 0 };
+  return { spans: matchingTraces(id, dedupe(spans)), skippedLines: 0 };
 }
 
 /** Tempo: a trace ID is fetched directly; a correlation ID is found with TraceQL search. */
@@ -173,7 +184,21 @@ export async function lookupInTempo(
       ...flatten(dataOf(await getJson(endpoint(base, `/api/traces/${traceId}`), fetcher))),
     );
   }
-  return { spans: dedupe(spans), skippedLines: 0 };
+  return { spans: matchingTraces(id, dedupe(spans)), skippedLines: 0 };
+}
+
+/**
+ * Keeps only traces that really match: a backend that ignores an unsupported filter must not
+ * turn every trace of the window into a "match".
+ */
+function matchingTraces(id: string, spans: FlatSpan[]): FlatSpan[] {
+  const wanted = id.toLowerCase();
+  const traces = new Set(
+    spans
+      .filter((s) => s.traceId === wanted || s.attributes[CORRELATION_ATTRIBUTE] === id)
+      .map((s) => s.traceId),
+  );
+  return spans.filter((s) => traces.has(s.traceId));
 }
 
 function dedupe(spans: FlatSpan[]): FlatSpan[] {

@@ -64,8 +64,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       ...contextFields(),
     };
     const cleaned = redact(meta, keys) as Record<string, unknown>;
+    const target = info as Record<string, unknown>;
     for (const [k, v] of Object.entries(cleaned)) {
-      if (!CONTRACT.has(k) && v !== undefined) record[k] = v;
+      if (CONTRACT.has(k) || v === undefined) continue;
+      record[k] = v;
+      // Other transports (the OTLP one the instrumentation adds) read `info`, not our line.
+      target[k] = v;
     }
     (info as Record<string | symbol, unknown>)[MESSAGE] =
       style === 'pretty' ? renderPretty(record, colors) : renderJson(record);

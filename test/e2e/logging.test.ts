@@ -111,6 +111,30 @@ describe('logging', () => {
     assert.ok(!all.includes(bearer), 'the Authorization header is never logged');
   });
 
+  it('redaction also holds for records exported over OTLP', async () => {
+    const marker = `secret${randomBytes(6).toString('hex')}`;
+    app = await startApp({
+      fixture: 'logger-app.mjs',
+      env: {
+        MARKER: marker,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_LOGS_EXPORTER: 'otlp',
+        OTEL_BLRP_SCHEDULE_DELAY: '100',
+      },
+    });
+    await (await fetch(app.url('/'))).text();
+    await receiver.waitFor(
+      () => receiver.logs.some((l) => l.body === 'handling'),
+      10_000,
+      'the handling record',
+    );
+    const record = receiver.logs.find((l) => l.body === 'handling');
+    assert.equal(record?.attributes.password, '[REDACTED]');
+    for (const body of receiver.bodies) {
+      assert.ok(!body.raw.toString('latin1').includes(marker), `marker in OTLP ${body.path}`);
+    }
+  });
+
   it('pretty format: one readable line per record, same ids, same redaction', async () => {
     const marker = `secret${randomBytes(6).toString('hex')}`;
     app = await startApp({

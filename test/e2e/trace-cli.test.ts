@@ -269,6 +269,29 @@ describe('datalab-otel trace against tracing backends', () => {
       },
     ],
   };
+  const unrelated = {
+    resourceSpans: [
+      {
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'other-svc' } }] },
+        scopeSpans: [
+          {
+            scope: { name: 'test' },
+            spans: [
+              {
+                traceId: randomBytes(16).toString('hex'),
+                spanId: '3333333333333333',
+                name: 'GET /other',
+                kind: 2,
+                startTimeUnixNano: '1000000000',
+                endTimeUnixNano: '1001000000',
+                attributes: [{ key: 'correlation.id', value: { stringValue: 'someone-else' } }],
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  };
   let server: Server;
   let base: string;
   const requests: string[] = [];
@@ -284,8 +307,14 @@ describe('datalab-otel trace against tracing backends', () => {
       if (url.pathname === '/jaeger/api/v3/services')
         return res.end(JSON.stringify({ services: ['remote-svc'] }));
       if (url.pathname === '/jaeger/api/v3/traces') {
-        const hit = url.searchParams.get('query.attributes[correlation.id]') === 'remote-corr';
-        return res.end(JSON.stringify({ result: hit ? otlp : { resourceSpans: [] } }));
+        // The documented form is a JSON map; like some Jaeger versions, this server ignores
+        // it and answers with every trace of the window, so the CLI must filter itself.
+        JSON.parse(url.searchParams.get('query.attributes') ?? 'null');
+        return res.end(
+          JSON.stringify({
+            result: { resourceSpans: [...otlp.resourceSpans, ...unrelated.resourceSpans] },
+          }),
+        );
       }
       // Tempo: TraceQL search, then the trace (v1 `batches`).
       if (url.pathname === '/tempo/api/search') {
@@ -319,6 +348,8 @@ describe('datalab-otel trace against tracing backends', () => {
             'm',
           ),
         );
+        const headers = out.split('\n').filter((l) => l.startsWith('trace '));
+        assert.equal(headers.length, 1, 'only the matching trace, whatever the backend returned');
         assert.match(out, /\n {2}remote-svc {2}GET \/remote {2}\+0\.0 ms {2}5\.0 ms/);
         assert.match(
           out,
