@@ -76,6 +76,14 @@ export function installShutdownHooks(telemetry: Telemetry): void {
   // The event loop ran dry: last chance to send what is buffered. beforeExit may fire again
   // after this work, so shutdown() is idempotent.
   process.once('beforeExit', () => {
-    void bounded(telemetry.shutdown(), timeoutMs, false);
+    let finished = false;
+    const work = telemetry.shutdown().finally(() => {
+      finished = true;
+    });
+    void bounded(work, timeoutMs, false).then(() => {
+      // The application had finished: only an export (a backend that accepts and never
+      // answers) keeps the process alive now. End it as it was about to end.
+      if (!finished) process.exit();
+    });
   });
 }

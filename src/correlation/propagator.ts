@@ -17,6 +17,13 @@ import {
 import { correlationIdFrom, withCorrelationId } from './context';
 import { CORRELATION_BAGGAGE_KEY, isValidCorrelationId } from './id';
 
+/** Whether a plain header object (node:http's outgoing carrier) already has `name`. */
+function hasHeader(carrier: unknown, name: string): boolean {
+  if (carrier === null || typeof carrier !== 'object') return false;
+  for (const key of Object.keys(carrier)) if (key.toLowerCase() === name) return true;
+  return false;
+}
+
 export class CorrelationPropagator implements TextMapPropagator {
   constructor(
     private readonly header: string,
@@ -25,7 +32,9 @@ export class CorrelationPropagator implements TextMapPropagator {
 
   inject(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
     const id = correlationIdFrom(ctx);
-    if (id !== undefined) setter.set(carrier, this.header, id);
+    // An application that forwards the header itself keeps its value: adding ours would make
+    // the next service receive "a, a", which is no valid ID.
+    if (id !== undefined && !hasHeader(carrier, this.header)) setter.set(carrier, this.header, id);
     if (!this.baggage) return;
     let out = ctx;
     if (id !== undefined) {

@@ -2,6 +2,7 @@
  * Every way a platform team can switch the distro on, and off.
  */
 import assert from 'node:assert/strict';
+import { createServer, type Socket } from 'node:net';
 import { type AppProcess, request, startApp } from '../support/app';
 import { samplesNamed, sumOf } from '../support/prometheus-text';
 
@@ -59,6 +60,47 @@ describe('entry points', () => {
     app = await startApp({ fixture: 'express-app.cjs', preload: 'require' });
     assert.equal(await request(app.url('/db')), 200);
     assert.deepEqual(await app.stop(), { code: 0, signal: null });
+  });
+
+  it('a process that finishes is not held open by a backend that never answers', async () => {
+    // A black hole: accepts connections, never answers.
+    const sockets = new Set<Socket>();
+    const hole = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+    const address = hole.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    try {
+      app = await startApp({
+        fixture: 'short-job.mjs',
+        waitForMetrics: false,
+        env: {
+          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+          // The exporter alone would wait 30 s for the black hole.
+          OTEL_EXPORTER_OTLP_TIMEOUT: '30000',
+          DATALAB_SHUTDOWN_TIMEOUT_MS: '1000',
+        },
+      });
+      const running = app;
+      const finishedAt = await new Promise<number>((resolve) => {
+        const check = () => {
+          const line = running.stdout.find((l) => l.includes('"finished"'));
+          if (line) resolve((JSON.parse(line) as { at: number }).at);
+          else setTimeout(check, 20);
+        };
+        check();
+      });
+      const { code } = await running.exited;
+      const heldFor = Date.now() - finishedAt;
+      assert.equal(code, 0);
+      assert.ok(heldFor < 5000, `held open ${heldFor} ms after the job finished`);
+      assert.ok(sockets.size > 0, 'the distro did try to export');
+    } finally {
+      for (const s of sockets) s.destroy();
+      hole.close();
+    }
   });
 
   it('the service name falls back to the package.json name', async () => {

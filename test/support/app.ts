@@ -36,6 +36,8 @@ export interface AppProcess {
   /** Lines of stderr that are distro warnings. */
   warnings(): string[];
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when the process exits by itself (or is stopped). */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 const live = new Set<ChildProcess>();
@@ -153,6 +155,7 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
     },
     scrape: async () => parsePrometheusText(await app.scrapeText()),
     warnings: () => distroWarnings(stderr),
+    exited,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

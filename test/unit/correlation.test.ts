@@ -75,6 +75,13 @@ describe('CorrelationPropagator', () => {
     assert.equal(carrier.baggage, 'correlation.id=abc-1');
   });
 
+  it("keeps a header the application forwards itself (no 'a, a' downstream)", () => {
+    const carrier: Record<string, string> = { 'X-Correlation-Id': 'set-by-app' };
+    p.inject(withCorrelationId(ROOT_CONTEXT, 'ours'), carrier, defaultTextMapSetter);
+    assert.equal(carrier['X-Correlation-Id'], 'set-by-app');
+    assert.equal(carrier['x-correlation-id'], undefined);
+  });
+
   it('injects nothing outside a request', () => {
     const carrier: Record<string, string> = {};
     p.inject(context.active(), carrier, defaultTextMapSetter);
