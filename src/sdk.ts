@@ -16,7 +16,6 @@ import {
   metrics,
   type TextMapPropagator,
 } from '@opentelemetry/api';
-import { logs } from '@opentelemetry/api-logs';
 import {
   CompositePropagator,
   W3CBaggagePropagator,
@@ -24,11 +23,7 @@ import {
 } from '@opentelemetry/core';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { defaultResource, type Resource, resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BatchLogRecordProcessor,
-  ConsoleLogRecordExporter,
-  LoggerProvider,
-} from '@opentelemetry/sdk-logs';
+import type { LoggerProvider } from '@opentelemetry/sdk-logs';
 import {
   ConsoleMetricExporter,
   type IMetricReader,
@@ -70,7 +65,6 @@ import { HttpServerMetrics } from './metrics/http';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
 import { SpanScrubber } from './span-scrubber';
-import { FileSpanExporter } from './traces/file-exporter';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 
 export interface Telemetry {
@@ -169,6 +163,10 @@ function buildPropagator(config: Config): TextMapPropagator {
 
 function buildLoggerProvider(config: Config, resource: Resource): LoggerProvider | undefined {
   if (config.logs.exporters.length === 0) return undefined;
+  // Loaded only when logs are exported: most services never pay for the logs SDK.
+  const { logs } = require('@opentelemetry/api-logs') as typeof import('@opentelemetry/api-logs');
+  const { BatchLogRecordProcessor, ConsoleLogRecordExporter, LoggerProvider } =
+    require('@opentelemetry/sdk-logs') as typeof import('@opentelemetry/sdk-logs');
   const processors = config.logs.exporters.map(
     (name) =>
       new BatchLogRecordProcessor({
@@ -217,6 +215,8 @@ export function startTelemetry(config: Config): Telemetry {
     spanProcessors.push(countingQueueDrops(processor));
   }
   if (config.traceFile.enabled) {
+    const { FileSpanExporter } =
+      require('./traces/file-exporter') as typeof import('./traces/file-exporter');
     const file = new FileSpanExporter({
       dir: config.traceFile.dir,
       maxTotalBytes: config.traceFile.maxBytes,

@@ -12,7 +12,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
-import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
+import type { JsonTraceSerializer as Serializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export interface FileExporterOptions {
@@ -31,6 +31,15 @@ export const TRACE_FILE_PREFIX = 'traces-';
 export const TRACE_FILE_SUFFIX = '.jsonl';
 
 const decoder = new TextDecoder();
+
+// Required on the first export, not at start-up: the transformer is ~35 modules.
+let serializer: typeof Serializer | undefined;
+function jsonSerializer(): typeof Serializer {
+  serializer ??= (
+    require('@opentelemetry/otlp-transformer') as typeof import('@opentelemetry/otlp-transformer')
+  ).JsonTraceSerializer;
+  return serializer;
+}
 
 /** Keeps file names to characters every filesystem accepts. */
 export function safeFileName(name: string): string {
@@ -65,7 +74,7 @@ export class FileSpanExporter implements SpanExporter {
     }
     let line: string;
     try {
-      const bytes = JsonTraceSerializer.serializeRequest(spans);
+      const bytes = jsonSerializer().serializeRequest(spans);
       if (!bytes) throw new Error('spans could not be serialised');
       line = `${decoder.decode(bytes)}\n`;
     } catch (error) {
