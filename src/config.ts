@@ -343,10 +343,20 @@ export function parseConfig(
   const { 'service.name': _n, 'service.version': _v, ...otherAttributes } = resourceAttributes;
 
   const logLevels: DiagLevelName[] = ['none', 'error', 'warn', 'info', 'debug', 'verbose', 'all'];
-  const logLevel =
-    r.raw('OTEL_LOG_LEVEL') === undefined
-      ? undefined
-      : r.oneOf('OTEL_LOG_LEVEL', logLevels, 'info');
+  // Unset means no diagnostics logger (as in the SDK); a bad value means the same, rather than
+  // switching on verbose SDK output nobody asked for.
+  const rawLogLevel = r.raw('OTEL_LOG_LEVEL')?.toLowerCase();
+  let logLevel: DiagLevelName | undefined;
+  if (rawLogLevel !== undefined) {
+    if ((logLevels as string[]).includes(rawLogLevel)) logLevel = rawLogLevel as DiagLevelName;
+    else
+      r.invalid(
+        'OTEL_LOG_LEVEL',
+        rawLogLevel,
+        `is not one of ${logLevels.join(', ')}`,
+        'the default: no OpenTelemetry diagnostics',
+      );
+  }
 
   const generalProtocol = r.oneOf<OtlpProtocol>(
     'OTEL_EXPORTER_OTLP_PROTOCOL',

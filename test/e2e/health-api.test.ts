@@ -156,7 +156,8 @@ describe('health checks (programmatic API)', () => {
       assert.equal(status, 200);
       assert.equal(body.status, 'degraded');
       assert.equal(body.checks.hung?.message, 'Check timed out after 0.3s');
-      assert.ok(ms >= 290 && ms < 800, `answered in ${Math.round(ms)} ms`);
+      // Within the timeout plus a margin (a later run may join the first one mid-way).
+      assert.ok(ms < 800, `answered in ${Math.round(ms)} ms`);
     }
     // The first call never settled: the next runs waited on it instead of calling again.
     assert.equal((await counts()).hung, 1);
