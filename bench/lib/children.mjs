@@ -105,7 +105,10 @@ export function startChild(command, args, options) {
         const poll = setInterval(check, 10);
         void closed.then(() => {
           check();
-          finish(reject, new Error(`${what}: exited (${child.exitCode ?? child.signalCode})\n${tail()}`));
+          finish(
+            reject,
+            new Error(`${what}: exited (${child.exitCode ?? child.signalCode})\n${tail()}`),
+          );
         });
         check();
       });

@@ -40,7 +40,8 @@ export async function waitForOk(url, ms) {
     } catch (err) {
       last = err.message;
     }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${ms} ms (${last})`);
+    if (Date.now() > deadline)
+      throw new Error(`${url} did not answer 200 within ${ms} ms (${last})`);
     await sleep(25);
   }
 }

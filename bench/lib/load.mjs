@@ -1,11 +1,12 @@
 // The throughput benchmark: every server under every configuration, one fresh process per run,
 // configurations alternated round by round, then paired (same-round) ratios to uninstrumented.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { listeningPort, pinned, startChild } from './children.mjs';
+import { request, sleep, waitForOk } from './http.mjs';
 import { freePort } from './ports.mjs';
 import { summary } from './proc.mjs';
 import { BENCH, baseEnv, CONFIGS, configsFor, ROOT, SERVERS } from './setup.mjs';
-import { request, sleep, waitForOk } from './http.mjs';
 
 const SERVER_CORE = 0;
 const LOAD_CORE = 1;
@@ -45,7 +46,7 @@ export class Sink {
  * Starts a bench server under a configuration, pinned to the server core. Resolves once it
  * listens and, when the configuration serves metrics, once /metrics answers.
  */
-export async function startServer({ server, config, sink, pin, extraEnv = {} }) {
+export async function startServer({ server, config, sink, pin, extraEnv = {}, profileFile }) {
   const ports = { sink: sink.port, metrics: await freePort() };
   const cfg = CONFIGS[config];
   const env = baseEnv({
@@ -54,10 +55,15 @@ export async function startServer({ server, config, sink, pin, extraEnv = {} }) 
     ...extraEnv,
   });
   const file = SERVERS[server]?.file ?? server;
+  const profiling = [];
+  if (profileFile) {
+    profiling.push('--require', join(BENCH, 'lib', 'profile-preload.cjs'));
+    env.BENCH_PROFILE_FILE = profileFile;
+  }
   const [cmd, args] = pinned(
     SERVER_CORE,
     process.execPath,
-    [...cfg.args(), join(BENCH, 'servers', file)],
+    [...profiling, ...cfg.args(), join(BENCH, 'servers', file)],
     pin,
   );
   const proc = startChild(cmd, args, { cwd: ROOT, env });
@@ -73,31 +79,35 @@ export async function startServer({ server, config, sink, pin, extraEnv = {} }) 
 }
 
 /**
- * SIGTERM (the preloads flush what they buffered), then SIGKILL once the process exited, or the
- * sink has been quiet for a while (stock auto-instrumentation shuts its SDK down on SIGTERM but
- * leaves the process running), or after a deadline.
+ * SIGTERM (the preloads flush what they buffered), then SIGKILL once the process exited, or,
+ * when `sink` is given, once the sink has been quiet for a while (stock auto-instrumentation
+ * shuts its SDK down on SIGTERM but leaves the process running), or after a deadline.
  */
 export async function stopServer(proc, sink) {
   if (!proc.isRunning()) return;
   proc.child.kill('SIGTERM');
   const started = Date.now();
-  let lastSeen = -1;
-  let quietSince = Date.now();
-  while (proc.isRunning() && Date.now() - started < 5000) {
-    await Promise.race([proc.exited, sleep(100)]);
-    if (!proc.isRunning() || !sink) continue;
-    const { lastAt } = await sink.stats();
-    if (lastAt !== lastSeen) {
-      lastSeen = lastAt;
-      quietSince = Date.now();
-    } else if (Date.now() - quietSince >= 400 && Date.now() - started >= 400) break;
+  if (!sink) {
+    await Promise.race([proc.exited, sleep(300)]);
+  } else {
+    let lastSeen = -1;
+    let quietSince = Date.now();
+    while (proc.isRunning() && Date.now() - started < 5000) {
+      await Promise.race([proc.exited, sleep(100)]);
+      if (!proc.isRunning()) break;
+      const { lastAt } = await sink.stats();
+      if (lastAt !== lastSeen) {
+        lastSeen = lastAt;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince >= 250) break;
+    }
   }
   if (proc.isRunning()) proc.child.kill('SIGKILL');
   await proc.exited;
 }
 
-function runLoadgen({ url, serverPid, connections, warmup, duration, pin }) {
-  const opts = JSON.stringify({ url, serverPid, connections, warmup, duration });
+function runLoadgen({ url, serverPid, connections, warmup, duration, pin, tool, profile }) {
+  const opts = JSON.stringify({ url, serverPid, connections, warmup, duration, tool, profile });
   const [cmd, args] = pinned(
     LOAD_CORE,
     process.execPath,
@@ -124,7 +134,17 @@ function distroRequestCount(text) {
 async function runOne({ server, config, round, sink, opts }) {
   await sink.reset();
   const started = Date.now();
-  const app = await startServer({ server, config, sink, pin: opts.pin });
+  const profileFile = opts.profileDir
+    ? join(opts.profileDir, `${server}-${config}-r${round}.cpuprofile`)
+    : undefined;
+  const app = await startServer({
+    server,
+    config,
+    sink,
+    pin: opts.pin,
+    profileFile,
+    extraEnv: config.startsWith('datalab') ? opts.distroEnv : {},
+  });
   const startMs = Date.now() - started;
   try {
     const url = app.url(SERVERS[server].path);
@@ -137,8 +157,22 @@ async function runOne({ server, config, round, sink, opts }) {
       warmup: opts.warmup,
       duration: opts.duration,
       pin: opts.pin,
+      tool: opts.loadgen,
+      profile: Boolean(opts.profileDir),
     });
     const run = { server, config, round, startMs, ...load };
+    if (profileFile) {
+      await app.proc.waitFor(
+        (line) => (line.includes('"profiled"') ? true : undefined),
+        30_000,
+        'CPU profile',
+      );
+      run.profile = profileFile;
+      writeFileSync(
+        `${profileFile}.meta.json`,
+        JSON.stringify({ server, config, round, requests: load.requests }),
+      );
+    }
     if (app.metricsUrl) {
       const scrape = await request(app.metricsUrl);
       run.metricsBytes = scrape.bytes;
@@ -149,14 +183,19 @@ async function runOne({ server, config, round, sink, opts }) {
         run.countedRequests = distroRequestCount(scrape.body.toString('utf8'));
       }
     }
+    const stopping = Date.now();
     await stopServer(app.proc, CONFIGS[config].exportsTraces ? sink : undefined);
-    const sent = load.warmupRequests + load.requests + load.non2xx + 1;
+    run.stopMs = Date.now() - stopping;
+    // The readiness request, and every request the load generator sent.
+    const sent = 1 + load.warmupSent + load.sent;
     const s = await sink.stats();
     run.sentRequests = sent;
     run.spans = s.spans;
     run.spansPerRequest = CONFIGS[config].exportsTraces ? s.spans / sent : 0;
     run.traceExports = s.traceRequests;
+    run.spanNames = s.spanNames;
     run.stderrTail = app.proc.stderr.filter((l) => l.trim()).slice(-5);
+    run.totalMs = Date.now() - started;
     return run;
   } finally {
     if (app.proc.isRunning()) app.proc.child.kill('SIGKILL');
@@ -201,7 +240,7 @@ export async function runLoad(opts, onRun) {
   return { runs, failures };
 }
 
-const METRICS = ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerRequest', 'rssBytes'];
+const METRICS = ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerRequest', 'systemCpuUsPerRequest', 'rssBytes'];
 
 /**
  * Per server and configuration: medians of each metric over the rounds, and the median (min,
@@ -239,13 +278,20 @@ export function summarize(runs, opts) {
           .map((r) => r.cpuUsPerRequest - base.get(r.round).cpuUsPerRequest),
       );
       row.spansPerRequest = summary(mine.map((r) => r.spansPerRequest));
+      const names = new Set(mine.flatMap((r) => Object.keys(r.spanNames ?? {})));
+      row.spanNamesPerRequest = Object.fromEntries(
+        [...names].map((name) => [
+          name,
+          summary(mine.map((r) => (r.spanNames?.[name] ?? 0) / r.sentRequests)).median,
+        ]),
+      );
       row.serverCoreShare = summary(mine.map((r) => r.serverCoreShare));
       row.loadgenCoreShare = summary(mine.map((r) => r.loadgenCoreShare));
       row.startMs = summary(mine.map((r) => r.startMs));
       row.errors = mine.reduce((n, r) => n + r.errors + r.timeouts + r.non2xx, 0);
       if (mine.some((r) => r.countedRequests !== undefined)) {
-        // Counted by /metrics minus sent by the load generator: 0 to -connections is exact
-        // (requests cut off at the end of a run), more negative means lost counts.
+        // Counted by /metrics minus sent (0 when exact; requests the server had not finished
+        // when /metrics was scraped could make it slightly negative).
         row.countDeficit = summary(mine.map((r) => r.countedRequests - r.sentRequests));
       }
       out.push(row);

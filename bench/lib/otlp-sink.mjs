@@ -7,8 +7,15 @@ import { gunzipSync } from 'node:zlib';
 
 let stats;
 function reset() {
-  stats = { traceRequests: 0, spans: 0, traceBytes: 0, metricRequests: 0, otherRequests: 0 };
-  stats.lastAt = 0;
+  stats = {
+    traceRequests: 0,
+    spans: 0,
+    spanNames: {},
+    traceBytes: 0,
+    metricRequests: 0,
+    otherRequests: 0,
+    lastAt: 0,
+  };
 }
 reset();
 
@@ -42,15 +49,23 @@ function fields(buf, start, end, onField) {
   }
 }
 
-/** ExportTraceServiceRequest.resource_spans(1).scope_spans(2).spans(2) */
+function countName(name) {
+  stats.spanNames[name] = (stats.spanNames[name] ?? 0) + 1;
+}
+
+/** ExportTraceServiceRequest.resource_spans(1).scope_spans(2).spans(2), Span.name(5) */
 function countProtoSpans(buf) {
   let n = 0;
   fields(buf, 0, buf.length, (f, s, e) => {
     if (f !== 1) return;
     fields(buf, s, e, (f2, s2, e2) => {
       if (f2 !== 2) return;
-      fields(buf, s2, e2, (f3) => {
-        if (f3 === 2) n++;
+      fields(buf, s2, e2, (f3, s3, e3) => {
+        if (f3 !== 2) return;
+        n++;
+        fields(buf, s3, e3, (f4, s4, e4) => {
+          if (f4 === 5) countName(buf.toString('utf8', s4, e4));
+        });
       });
     });
   });
@@ -61,7 +76,12 @@ function countJsonSpans(buf) {
   const data = JSON.parse(buf.toString('utf8'));
   let n = 0;
   for (const rs of data.resourceSpans ?? []) {
-    for (const ss of rs.scopeSpans ?? []) n += (ss.spans ?? []).length;
+    for (const ss of rs.scopeSpans ?? []) {
+      for (const span of ss.spans ?? []) {
+        n++;
+        countName(span.name);
+      }
+    }
   }
   return n;
 }

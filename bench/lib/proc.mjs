@@ -15,14 +15,21 @@ export function clkTck() {
   return clockTicks;
 }
 
-/** User + system CPU time of a process (all its threads), in microseconds. */
-export function processCpuMicros(pid) {
+/** User and system CPU time of a process (all its threads), in microseconds. */
+export function processCpu(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
-  const ticks = Number(rest[11]) + Number(rest[12]);
-  return (ticks * 1e6) / clkTck();
+  const k = 1e6 / clkTck();
+  // minflt is field 10.
+  return { user: Number(rest[11]) * k, system: Number(rest[12]) * k, minorFaults: Number(rest[7]) };
+}
+
+/** User + system CPU time of a process (all its threads), in microseconds. */
+export function processCpuMicros(pid) {
+  const { user, system } = processCpu(pid);
+  return user + system;
 }
 
 /** VmRSS and VmHWM (peak resident set) of a process, in bytes. */

@@ -19,16 +19,25 @@ export const STARTUP_VARIANTS = {
 
 async function once(config, sinkPort, pin) {
   const cfg = CONFIGS[config];
-  const env = baseEnv({ OTEL_SERVICE_NAME: 'bench-startup', ...cfg.env({ sink: sinkPort, metrics: await freePort() }) });
+  const env = baseEnv({
+    OTEL_SERVICE_NAME: 'bench-startup',
+    ...cfg.env({ sink: sinkPort, metrics: await freePort() }),
+  });
   const [cmd, args] = pinned(0, process.execPath, [...cfg.args(), '-e', PROGRAM], pin);
   const t0 = process.hrtime.bigint();
   const proc = startChild(cmd, args, { cwd: ROOT, env });
   const { code, signal } = await proc.exited;
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   await proc.closed;
-  if (code !== 0) throw new Error(`${config} start-up run exited ${code ?? signal}: ${proc.stderr.join('\n')}`);
+  if (code !== 0)
+    throw new Error(`${config} start-up run exited ${code ?? signal}: ${proc.stderr.join('\n')}`);
   const report = JSON.parse(proc.stdout.find((l) => l.startsWith('{')) ?? '{}');
-  return { ms, peakRssMiB: report.maxRssKiB / 1024, modules: report.modules, stderr: proc.stderr.filter(Boolean) };
+  return {
+    ms,
+    peakRssMiB: report.maxRssKiB / 1024,
+    modules: report.modules,
+    stderr: proc.stderr.filter(Boolean),
+  };
 }
 
 export async function runStartup({ runs, sinkPort, pin }) {
