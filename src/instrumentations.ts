@@ -39,9 +39,12 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     return new UndiciInstrumentation();
   },
   express: () => {
-    const { ExpressInstrumentation } =
+    const { ExpressInstrumentation, ExpressLayerType } =
       require('@opentelemetry/instrumentation-express') as typeof import('@opentelemetry/instrumentation-express');
-    return new ExpressInstrumentation();
+    // One span per middleware (body parsers, cors, …) costs every request and answers no
+    // question the route and handler spans do not; the route is still recorded (the
+    // instrumentation sets it before it checks what to ignore).
+    return new ExpressInstrumentation({ ignoreLayersType: [ExpressLayerType.MIDDLEWARE] });
   },
   pg: (config) => {
     const { PgInstrumentation } =
