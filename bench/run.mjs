@@ -4,6 +4,8 @@
 //
 //   npm run bench                  full run (~10 minutes on 2 cores)
 //   npm run bench -- --quick       smoke run (~1 minute): 1 round of short runs, 25 MB trace file
+//   npm run bench -- --trouble     backend trouble only (~5 minutes): throughput with a failing
+//                                  OTLP endpoint against a healthy one (issue 9)
 //   npm run bench -- --help        every option
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,11 +19,16 @@ import { formatReport, targets } from './lib/report.mjs';
 import { runScrape } from './lib/scrape.mjs';
 import { BENCH, CONFIGS, ROOT, SERVERS, WORK } from './lib/setup.mjs';
 import { runStartup } from './lib/startup.mjs';
+import { runTrouble, summarizeTrouble } from './lib/trouble.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
   --quick               smoke run: --rounds 1 --warmup 0.5 --duration 1 --startup-runs 3
                         --scrapes 5 --lookup-mb 25 --lookup-runs 2
-  --rounds N            rounds of every configuration (default 5)
+  --trouble             backend trouble only (same as --only trouble): node:http hello and
+                        Express under @datalab/otel (traces 100% + metrics) with the OTLP
+                        endpoint healthy, refusing connections, a black hole, answering 503 +
+                        Retry-After: 1, answering after 5 s; ratios to the healthy run
+  --rounds N            rounds of every configuration (default 5; 3 with --trouble)
   --warmup S            seconds of load before each measured run (default 2)
   --duration S          seconds of each measured run (default 3)
   --connections N       concurrent connections of the load generator (default 50)
@@ -29,7 +36,7 @@ const USAGE = `usage: npm run bench -- [options]
   --servers LIST        comma-separated: ${Object.keys(SERVERS).join(',')} (default all)
   --configs LIST        comma-separated: ${Object.keys(CONFIGS).join(',')} (default all;
                         none is always included)
-  --only LIST           sections: load,startup,scrape,lookup (default all)
+  --only LIST           sections: load,startup,scrape,lookup,trouble (default all but trouble)
   --startup-runs N      runs of each start-up variant (default 10)
   --scrapes N           timed /metrics scrapes (default 20)
   --lookup-mb N         size of the generated trace file (default 100)
@@ -49,6 +56,7 @@ function options() {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean' },
+      trouble: { type: 'boolean' },
       rounds: { type: 'string' },
       warmup: { type: 'string' },
       duration: { type: 'string' },
@@ -91,18 +99,23 @@ function options() {
   if (loadgen === 'wrk' && spawnSync('wrk', ['--version']).error) {
     throw new Error('--loadgen wrk: wrk is not installed (Debian: apt-get install wrk)');
   }
+  const sections = values.trouble
+    ? ['trouble']
+    : values.only
+      ? list('only', ['load', 'startup', 'scrape', 'lookup', 'trouble'])
+      : ['load', 'startup', 'scrape', 'lookup'];
   const configs = list('configs', Object.keys(CONFIGS));
   if (!configs.includes('none')) configs.unshift('none');
   return {
     quick: Boolean(q),
-    rounds: Math.max(1, Math.round(num('rounds', 5, 1))),
+    rounds: Math.max(1, Math.round(num('rounds', sections.includes('trouble') ? 3 : 5, 1))),
     warmup: num('warmup', 2, 0.5),
     duration: Math.max(0.5, num('duration', 3, 1)),
     connections: Math.max(1, Math.round(num('connections', 50, 50))),
     loadgen,
     servers: list('servers', Object.keys(SERVERS)),
     configs,
-    sections: list('only', ['load', 'startup', 'scrape', 'lookup']),
+    sections,
     startupRuns: Math.max(1, Math.round(num('startup-runs', 10, 3))),
     scrapes: Math.max(1, Math.round(num('scrapes', 20, 5))),
     lookupMb: Math.max(1, num('lookup-mb', 100, 25)),
@@ -176,6 +189,15 @@ function describeRun(r) {
   return `  round ${r.round} ${r.server.padEnd(10)} ${r.config.padEnd(15)} ${k(r.rps).padStart(6)}k req/s  p99 ${r.p99Ms.toFixed(2)} ms  ${r.cpuUsPerRequest.toFixed(1)} µs CPU/req  core ${(r.serverCoreShare * 100).toFixed(0)}%  others ${r.otherCores.toFixed(2)} cores${r.spansPerRequest ? `  ${r.spansPerRequest.toFixed(2)} spans/req` : ''}`;
 }
 
+function describeTroubleRun(r) {
+  if (r.error) return `  round ${r.round} ${r.server} ${r.mode}: FAILED ${r.error.split('\n')[0]}`;
+  const k = (n) => (n / 1000).toFixed(1);
+  const dropped = Object.entries(r.dropped ?? {})
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join(', ');
+  return `  round ${r.round} ${r.server.padEnd(10)} ${r.mode.padEnd(12)} ${k(r.rps).padStart(6)}k req/s  p99 ${r.p99Ms.toFixed(2)} ms  ${r.cpuUsPerRequest.toFixed(1)} µs CPU/req  peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB${r.spansReceived !== undefined ? `  ${r.spansReceived} spans received` : ''}${dropped ? `  dropped ${dropped}` : ''}`;
+}
+
 async function main() {
   const opts = options();
   if (!existsSync(join(ROOT, 'dist', 'register.mjs'))) {
@@ -206,7 +228,14 @@ async function main() {
     result.load = { runs, failures, ...summarize(runs, opts) };
     if (failures.length > 0) failed = true;
   }
-  const sink = await new Sink(opts.pin).start();
+  if (opts.sections.includes('trouble')) {
+    progress('trouble: @datalab/otel with a healthy and a failing OTLP endpoint, alternating…');
+    const { runs, failures } = await runTrouble(opts, (r) => progress(describeTroubleRun(r)));
+    result.trouble = { runs, failures, rows: summarizeTrouble(runs) };
+    if (failures.length > 0) failed = true;
+  }
+  const needsSink = ['startup', 'scrape', 'lookup'].some((s) => opts.sections.includes(s));
+  const sink = needsSink ? await new Sink(opts.pin).start() : undefined;
   try {
     if (opts.sections.includes('startup')) {
       progress(`start-up: ${opts.startupRuns} runs of each variant…`);
@@ -230,7 +259,7 @@ async function main() {
       });
     }
   } finally {
-    sink.stop();
+    sink?.stop();
   }
   result.targets = targets(result);
   result.durationSeconds = (Date.now() - started) / 1000;

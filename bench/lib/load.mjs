@@ -11,16 +11,30 @@ import { BENCH, baseEnv, CONFIGS, configsFor, ROOT, SERVERS } from './setup.mjs'
 const SERVER_CORE = 0;
 const LOAD_CORE = 1;
 
+/**
+ * The OTLP sink process (bench/lib/otlp-sink.mjs). `mode`: ok (default), 503, slow, blackhole
+ * (see otlp-sink.mjs), or refused: no process, a port nothing listens on.
+ */
 export class Sink {
-  constructor(pin) {
+  constructor(pin, mode = 'ok') {
     this.pin = pin;
+    this.mode = mode;
+  }
+
+  /** Whether the sink answers GET /stats and POST /reset. */
+  get counts() {
+    return this.mode !== 'refused' && this.mode !== 'blackhole';
   }
 
   async start() {
+    if (this.mode === 'refused') {
+      this.port = await freePort();
+      return this;
+    }
     const [cmd, args] = pinned(
       LOAD_CORE,
       process.execPath,
-      [join(BENCH, 'lib', 'otlp-sink.mjs')],
+      [join(BENCH, 'lib', 'otlp-sink.mjs'), this.mode],
       this.pin,
     );
     this.proc = startChild(cmd, args, { cwd: ROOT, env: baseEnv() });
@@ -38,7 +52,7 @@ export class Sink {
   }
 
   stop() {
-    this.proc.child.kill('SIGTERM');
+    this.proc?.child.kill('SIGTERM');
   }
 }
 
@@ -106,7 +120,7 @@ export async function stopServer(proc, sink) {
   await proc.exited;
 }
 
-function runLoadgen({ url, serverPid, connections, warmup, duration, pin, tool, profile }) {
+export function runLoadgen({ url, serverPid, connections, warmup, duration, pin, tool, profile }) {
   const opts = JSON.stringify({ url, serverPid, connections, warmup, duration, tool, profile });
   const [cmd, args] = pinned(
     LOAD_CORE,
@@ -123,7 +137,7 @@ function runLoadgen({ url, serverPid, connections, warmup, duration, pin, tool, 
 }
 
 /** Sum of `http_requests_total` samples of the distro's /metrics text. */
-function distroRequestCount(text) {
+export function distroRequestCount(text) {
   let n = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith('http_requests_total{')) n += Number(line.slice(line.lastIndexOf(' ') + 1));

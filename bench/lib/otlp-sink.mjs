@@ -2,7 +2,14 @@
 // /v1/metrics and /v1/logs, and counts what it received (spans are counted by walking the
 // protobuf, or the JSON, just deep enough). GET /stats returns the counters, POST /reset zeroes
 // them. Prints {"event":"listening","port":N} once ready.
+//
+// usage: node otlp-sink.mjs [MODE], MODE one of (backend trouble, `npm run bench -- --trouble`):
+//   ok         (default) answer 200 at once
+//   503        answer every OTLP request 503 with `Retry-After: 1` (still counted)
+//   slow       answer every OTLP request 200 after 5 s (still counted)
+//   blackhole  a bare TCP server: accepts connections, never reads nor answers (no /stats)
 import http from 'node:http';
+import net from 'node:net';
 import { gunzipSync } from 'node:zlib';
 
 let stats;
@@ -86,7 +93,36 @@ function countJsonSpans(buf) {
   return n;
 }
 
-const server = http.createServer((req, res) => {
+const SINK_MODES = ['ok', '503', 'slow', 'blackhole'];
+const mode = process.argv[2] ?? 'ok';
+if (!SINK_MODES.includes(mode)) throw new Error(`otlp-sink: unknown mode ${mode}`);
+const SLOW_MS = 5000;
+
+function answer(res, isJson) {
+  if (res.destroyed) return;
+  if (mode === '503') {
+    res.writeHead(503, { 'retry-after': '1', 'content-type': 'text/plain' });
+    res.end('unavailable');
+    return;
+  }
+  // An empty Export*ServiceResponse is a valid answer in both encodings.
+  res.writeHead(200, { 'content-type': isJson ? 'application/json' : 'application/x-protobuf' });
+  res.end(isJson ? '{}' : undefined);
+}
+
+// Sockets held open by the black hole (never read: the client's writes stall once the kernel
+// buffers are full, as with a wedged collector).
+const held = new Set();
+const server = mode === 'blackhole' ? net.createServer(hold) : http.createServer(handle);
+
+function hold(socket) {
+  socket.pause();
+  held.add(socket);
+  socket.on('error', () => {});
+  socket.on('close', () => held.delete(socket));
+}
+
+function handle(req, res) {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
@@ -118,11 +154,10 @@ const server = http.createServer((req, res) => {
     } else {
       stats.otherRequests++;
     }
-    // An empty Export*ServiceResponse is a valid answer in both encodings.
-    res.writeHead(200, { 'content-type': isJson ? 'application/json' : 'application/x-protobuf' });
-    res.end(isJson ? '{}' : undefined);
+    if (mode === 'slow') setTimeout(() => answer(res, isJson), SLOW_MS);
+    else answer(res, isJson);
   });
-});
+}
 server.keepAliveTimeout = 60_000;
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   console.log(JSON.stringify({ event: 'listening', port: server.address().port }));

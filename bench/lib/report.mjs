@@ -1,6 +1,7 @@
 // The report printed on stdout (Markdown, so that docs/performance.md can quote it as is) and
 // the issue-8 targets checked against a result.
 import { SERVERS } from './setup.mjs';
+import { formatTrouble, TROUBLE_MIN_RATIO, TROUBLE_MODES } from './trouble.mjs';
 
 const SHORT = {
   none: 'uninstrumented',
@@ -163,6 +164,14 @@ export function targets(result) {
       met: s.addedPeakRssMiB.median <= 20,
     });
   }
+  for (const row of result.trouble?.rows ?? []) {
+    if (row.mode === 'healthy') continue;
+    out.push({
+      target: `issue 9, backend ${TROUBLE_MODES[row.mode].title}: ${SERVERS[row.server].title} >= ${TROUBLE_MIN_RATIO.toFixed(2)}x of healthy (every round)`,
+      value: `${fixed(row.rpsRatio.median, 2)}x [${fixed(row.rpsRatio.min, 2)}-${fixed(row.rpsRatio.max, 2)}]`,
+      met: row.holds,
+    });
+  }
   if (result.scrape) {
     out.push({
       target: '/metrics at the endpoint cap in < 20 ms',
@@ -200,9 +209,10 @@ export function formatReport(result) {
   if (result.startup) parts.push('### Start-up', startupTable(result.startup));
   if (result.scrape) parts.push('### Scrape', scrapeText(result.scrape));
   if (result.lookup) parts.push('### Trace lookup', lookupText(result.lookup));
+  if (result.trouble) parts.push(formatTrouble(result.trouble, o));
   if (result.targets.length > 0) {
     parts.push(
-      '### Issue 8 targets',
+      result.trouble && !result.load ? '### Targets' : '### Issue 8 targets',
       result.targets
         .map((t) => `- ${t.met ? 'met' : '**not met**'}: ${t.target} (${t.value})`)
         .join('\n'),
