@@ -236,6 +236,33 @@ export function databaseCheck(options: DependencyCheckOptions): {
   };
 }
 
+const BLOCKING_COMMANDS = new Set([
+  'blpop',
+  'brpop',
+  'brpoplpush',
+  'blmove',
+  'blmpop',
+  'bzpopmin',
+  'bzpopmax',
+  'bzmpop',
+  'xread',
+  'xreadgroup',
+  'wait',
+  'waitaof',
+]);
+
+/** Whether an ioredis client has a blocking command in flight (its command queue is public). */
+export function isBlocked(client: RedisClientLike): boolean {
+  const queue = (
+    client as { commandQueue?: { toArray?: () => { command?: { name?: unknown } }[] } }
+  ).commandQueue;
+  const items = typeof queue?.toArray === 'function' ? queue.toArray() : [];
+  return items.some((item) => {
+    const name = item.command?.name;
+    return typeof name === 'string' && BLOCKING_COMMANDS.has(name.toLowerCase());
+  });
+}
+
 /** ioredis states from which a connection may still become ready without a reconnection. */
 const CONNECTING_STATES = new Set(['wait', 'connecting', 'connect']);
 
@@ -251,7 +278,17 @@ export function redisCheck(options: DependencyCheckOptions): {
     check: async () => {
       const all = appRedisClients(clients);
       // A client the application quit is not its connection any more.
-      const open = all.filter((client) => client.status !== 'end');
+      const live = all.filter((client) => client.status !== 'end');
+      // A connection waiting in BRPOP & co. (job queues keep one) answers PING only after the
+      // blocking command returns: pinging it would time out on a healthy Redis.
+      const open = live.filter((client) => !isBlocked(client));
+      if (live.length > 0 && open.length === 0) {
+        return {
+          status: 'healthy',
+          message: 'Redis connections are all waiting in blocking commands; not pinged',
+          source: 'application',
+        };
+      }
       const fromEnv = open.length === 0 && redisConfigured(env);
       const source = fromEnv || all.length === 0 ? 'environment' : 'application';
       try {

@@ -450,6 +450,35 @@ describe('health: database and Redis checks', () => {
     assert.ok(performance.now() - start < 100);
   });
 
+  it('Redis: a connection waiting in a blocking command is not pinged', async () => {
+    const clients = new ClientRegistry();
+    let pings = 0;
+    const queue = (names: string[]) => ({
+      toArray: () => names.map((name) => ({ command: { name } })),
+    });
+    const worker = {
+      status: 'ready',
+      commandQueue: queue(['brpoplpush']),
+      ping: () => sleep(10_000),
+    } as RedisClientLike;
+    clients.addRedis(worker);
+    const check = redisCheck({ clients, env: {}, load: noModules, timeoutMs: 1000 });
+    const onlyBlocked = await check.check();
+    assert.equal(onlyBlocked.status, 'healthy');
+    assert.match(String(onlyBlocked.message), /blocking commands; not pinged/);
+    const app = {
+      status: 'ready',
+      commandQueue: queue(['get']),
+      ping: async () => {
+        pings += 1;
+        return 'PONG';
+      },
+    } as RedisClientLike;
+    clients.addRedis(app);
+    assert.equal((await check.check()).status, 'healthy');
+    assert.equal(pings, 1, 'the other client is pinged');
+  });
+
   it("load the application's own driver, and nothing when it has none", () => {
     const empty = mkdtempSync(join(tmpdir(), 'datalab-health-'));
     try {
