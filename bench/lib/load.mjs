@@ -145,6 +145,23 @@ export function distroRequestCount(text) {
   return n;
 }
 
+/** Checks that the server answers its benchmark path, then runs the load generator at it. */
+export async function loadServer(app, server, opts, profile) {
+  const url = app.url(SERVERS[server].path);
+  const ready = await request(url);
+  if (ready.status !== 200) throw new Error(`${url} answered ${ready.status}`);
+  return runLoadgen({
+    url,
+    serverPid: app.proc.pid,
+    connections: opts.connections,
+    warmup: opts.warmup,
+    duration: opts.duration,
+    pin: opts.pin,
+    tool: opts.loadgen,
+    profile,
+  });
+}
+
 async function runOne({ server, config, round, sink, opts }) {
   await sink.reset();
   const started = Date.now();
@@ -161,19 +178,7 @@ async function runOne({ server, config, round, sink, opts }) {
   });
   const startMs = Date.now() - started;
   try {
-    const url = app.url(SERVERS[server].path);
-    const ready = await request(url);
-    if (ready.status !== 200) throw new Error(`${url} answered ${ready.status}`);
-    const load = await runLoadgen({
-      url,
-      serverPid: app.proc.pid,
-      connections: opts.connections,
-      warmup: opts.warmup,
-      duration: opts.duration,
-      pin: opts.pin,
-      tool: opts.loadgen,
-      profile: Boolean(opts.profileDir),
-    });
+    const load = await loadServer(app, server, opts, Boolean(opts.profileDir));
     const run = { server, config, round, startMs, ...load };
     if (profileFile) {
       await app.proc.waitFor(

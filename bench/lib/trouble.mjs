@@ -4,7 +4,7 @@
 // metrics) pointed at it, warm-up, measured load. OTEL_EXPORTER_OTLP_TIMEOUT and the batch
 // processor's settings are left at their defaults, as a user would leave them.
 import { request } from './http.mjs';
-import { distroRequestCount, runLoadgen, Sink, startServer, stopServer } from './load.mjs';
+import { distroRequestCount, loadServer, Sink, startServer, stopServer } from './load.mjs';
 import { summary } from './proc.mjs';
 import { SERVERS } from './setup.mjs';
 
@@ -47,19 +47,7 @@ async function runOne({ server, mode, round, opts }) {
       extraEnv: opts.distroEnv,
     });
     const startMs = Date.now() - started;
-    const url = app.url(SERVERS[server].path);
-    const ready = await request(url);
-    if (ready.status !== 200) throw new Error(`${url} answered ${ready.status}`);
-    const load = await runLoadgen({
-      url,
-      serverPid: app.proc.pid,
-      connections: opts.connections,
-      warmup: opts.warmup,
-      duration: opts.duration,
-      pin: opts.pin,
-      tool: opts.loadgen,
-      profile: false,
-    });
+    const load = await loadServer(app, server, opts, false);
     const run = { server, mode, round, startMs, ...load };
     const scrape = await request(app.metricsUrl);
     const text = scrape.body.toString('utf8');
