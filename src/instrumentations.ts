@@ -7,17 +7,22 @@ import { context, type Span } from '@opentelemetry/api';
 import { getRPCMetadata } from '@opentelemetry/core';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
 import type { Config, InstrumentationName } from './config';
-import { correlationIdFrom } from './correlation/context';
 import { adoptCorrelationId, correlationResponseHook } from './correlation/http';
 import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
+import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
 import { trackRequestRoute } from './metrics/http';
 import { warn, warnOnce } from './warnings';
 
 export interface InstrumentationHooks {
   /** True for requests the distro itself serves: they are never traced. */
   readonly ignoreIncomingRequest: (req: IncomingMessage) => boolean;
+  /**
+   * Whether spans leave the process. Without, the inbound context is set by
+   * correlation/inbound.ts and the instrumentations whose only product is spans are not loaded.
+   */
+  readonly tracing: boolean;
 }
 
 type Factory = (config: Config, hooks: InstrumentationHooks) => Instrumentation;
@@ -28,6 +33,8 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     const { HttpInstrumentation } =
       require('@opentelemetry/instrumentation-http') as typeof import('@opentelemetry/instrumentation-http');
     return new HttpInstrumentation({
+      // Outbound calls still carry the trace and correlation headers.
+      disableIncomingRequestInstrumentation: !hooks.tracing,
       ignoreIncomingRequestHook: hooks.ignoreIncomingRequest,
       requestHook: incomingRequestHook,
       responseHook: correlationResponseHook(config.correlation.header),
@@ -81,10 +88,7 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
       // Records go out over OTLP only when a logs exporter is configured; the instrumentation
       // then adds the OpenTelemetry transport to every winston logger, once.
       disableLogSending: config.logs.exporters.length === 0,
-      logHook: (_span, record) => {
-        const id = correlationIdFrom(context.active());
-        if (id !== undefined) record.correlation_id = id;
-      },
+      // correlation_id comes from logging/winston-correlation.ts, which also works with no span.
     });
   },
   'runtime-node': () => {
@@ -115,6 +119,12 @@ function incomingRequestHook(span: Span, request: unknown): void {
   }
 }
 
+/**
+ * What these make is spans and nothing else (route templates for the metrics come from Express
+ * itself when its instrumentation is absent: see metrics/http.ts).
+ */
+const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set(['express', 'pg', 'ioredis', 'redis']);
+
 /** Instrumentations whose own metrics duplicate the distro's or lack the `service` label. */
 export const METRICS_SILENCED: ReadonlySet<InstrumentationName> = new Set(['http', 'undici', 'pg']);
 
@@ -124,8 +134,12 @@ export function createInstrumentations(
 ): { name: InstrumentationName; instrumentation: Instrumentation }[] {
   const out: { name: InstrumentationName; instrumentation: Instrumentation }[] = [];
   for (const name of config.instrumentations) {
+    if (!hooks.tracing && SPANS_ONLY.has(name)) continue;
     try {
       out.push({ name, instrumentation: FACTORIES[name](config, hooks) });
+      if (name === 'winston') {
+        out.push({ name, instrumentation: new WinstonCorrelationInstrumentation() });
+      }
     } catch (err) {
       warn(
         'DLOTEL_INSTRUMENTATION_FAILED',

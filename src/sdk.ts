@@ -9,11 +9,13 @@ import type { IncomingMessage, Server } from 'node:http';
 import { hostname } from 'node:os';
 import {
   type MeterProvider as ApiMeterProvider,
+  context,
   createNoopMeter,
   DiagConsoleLogger,
   DiagLogLevel,
   diag,
   metrics,
+  propagation,
   type TextMapPropagator,
 } from '@opentelemetry/api';
 import {
@@ -31,18 +33,10 @@ import {
   PeriodicExportingMetricReader,
   type ViewOptions,
 } from '@opentelemetry/sdk-metrics';
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ConsoleSpanExporter,
-  ParentBasedSampler,
-  type Sampler,
-  type SpanProcessor,
-  TraceIdRatioBasedSampler,
-} from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { Sampler, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import type { Config, DiagLevelName } from './config';
+import { enableInboundContext } from './correlation/inbound';
 import { CorrelationPropagator } from './correlation/propagator';
 import { CorrelationSpanProcessor } from './correlation/span-processor';
 import { ClientRegistry, DbClientsInstrumentation } from './db/clients';
@@ -59,8 +53,9 @@ import { startHealth } from './health/setup';
 import { createInstrumentations, METRICS_SILENCED } from './instrumentations';
 import { createAccessLog } from './logging/access-log';
 import { ManagementServer } from './management-server';
-import { createDbMetrics } from './metrics/db';
+import { createDbDurations, createDbMetrics } from './metrics/db';
 import { countingQueueDrops, createExportMetrics } from './metrics/export';
+import { DistroHistogram, HistogramProducer } from './metrics/histogram';
 import { HttpServerMetrics } from './metrics/http';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
@@ -88,11 +83,7 @@ export interface Telemetry {
 const DISTRO_SERIES_LIMIT = 100_000;
 
 function distroMetricViews(): ViewOptions[] {
-  return [
-    'http_requests_total',
-    'http_request_duration_seconds',
-    'db_client_operation_duration_seconds',
-  ].map((instrumentName) => ({
+  return ['http_requests_total'].map((instrumentName) => ({
     meterName: DISTRO_NAME,
     instrumentName,
     aggregationCardinalityLimit: DISTRO_SERIES_LIMIT,
@@ -118,6 +109,8 @@ export function buildResource(config: Config): Resource {
 }
 
 export function buildSampler(config: Config): Sampler {
+  const { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } =
+    require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
   const ratio = () => new TraceIdRatioBasedSampler(config.traces.samplerArg);
   switch (config.traces.sampler) {
     case 'always_on':
@@ -191,20 +184,16 @@ const DIAG_LEVELS: Record<DiagLevelName, DiagLogLevel> = {
   all: DiagLogLevel.ALL,
 };
 
-export function startTelemetry(config: Config): Telemetry {
-  if (config.logLevel !== undefined) {
-    diag.setLogger(new DiagConsoleLogger(), { logLevel: DIAG_LEVELS[config.logLevel] });
-  }
-  const resource = buildResource(config);
-  const management = new ManagementServer(
-    config.management.host,
-    config.management.port,
-    config.management.token,
-  );
-  const isOwnServer = (server: Server | undefined) => server === management.server;
+/** Whether any span leaves the process: an exporter or the local trace file. */
+export function tracesGoSomewhere(config: Config): boolean {
+  return config.traces.exporters.length > 0 || config.traceFile.enabled;
+}
 
-  // Tracing. The provider is registered even without exporters: context propagation (and the
-  // correlation ids built on it) must work whether or not spans leave the process.
+function startTracing(config: Config, resource: Resource): NodeTracerProvider {
+  const { BatchSpanProcessor, ConsoleSpanExporter } =
+    require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
+  const { NodeTracerProvider } =
+    require('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node');
   const spanProcessors: SpanProcessor[] = [new CorrelationSpanProcessor(), new SpanScrubber()];
   for (const name of config.traces.exporters) {
     const exporter =
@@ -231,13 +220,49 @@ export function startTelemetry(config: Config): Telemetry {
     spanProcessors,
   });
   tracerProvider.register({ propagator: buildPropagator(config) });
+  return tracerProvider;
+}
+
+export function startTelemetry(config: Config): Telemetry {
+  if (config.logLevel !== undefined) {
+    diag.setLogger(new DiagConsoleLogger(), { logLevel: DIAG_LEVELS[config.logLevel] });
+  }
+  const resource = buildResource(config);
+  const management = new ManagementServer(
+    config.management.host,
+    config.management.port,
+    config.management.token,
+  );
+  const isOwnServer = (server: Server | undefined) => server === management.server;
+
+  // Tracing, when spans go somewhere. Without a trace exporter or the local trace file nothing
+  // would read a span, so none is made: the API's no-op tracer passes the propagated trace
+  // through, and context and propagation (the correlation ids are built on them) are set up
+  // directly.
+  const tracing = tracesGoSomewhere(config);
+  const tracerProvider = tracing ? startTracing(config, resource) : undefined;
+  if (!tracing) {
+    const { AsyncLocalStorageContextManager } =
+      require('@opentelemetry/context-async-hooks') as typeof import('@opentelemetry/context-async-hooks');
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(buildPropagator(config));
+  }
   const loggerProvider = buildLoggerProvider(config, resource);
 
-  // Metrics.
+  // Metrics. The per-request histograms live outside the SDK (metrics/histogram.ts); every reader
+  // gets a producer for them.
+  const httpDurations = new DistroHistogram({
+    name: 'http_request_duration_seconds',
+    description: 'Inbound HTTP request latency, from request start to response close.',
+    unit: 's',
+    boundaries: config.metrics.httpBuckets,
+  });
+  const dbDurations = createDbDurations();
+  const histograms = () => [httpDurations, dbDurations];
   const readers: IMetricReader[] = [];
   let prometheus: ReturnType<typeof createPrometheusEndpoint> | undefined;
   if (config.metrics.exporters.includes('prometheus')) {
-    prometheus = createPrometheusEndpoint();
+    prometheus = createPrometheusEndpoint([new HistogramProducer(histograms)]);
     readers.push(prometheus.reader);
   }
   for (const name of config.metrics.exporters) {
@@ -251,6 +276,7 @@ export function startTelemetry(config: Config): Telemetry {
         exporter,
         exportIntervalMillis: config.metrics.exportIntervalMs,
         exportTimeoutMillis: config.metrics.exportTimeoutMs,
+        metricProducers: [HistogramProducer.forExporter(histograms, exporter)],
       }),
     );
   }
@@ -267,7 +293,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   const httpMetrics = new HttpServerMetrics(meter, {
     service: config.serviceName,
-    buckets: config.metrics.httpBuckets,
+    durations: httpDurations,
     maxEndpoints: config.metrics.maxEndpoints,
     isOwnServer,
     accessLog: config.logging.accessLog ? createAccessLog(config) : undefined,
@@ -278,14 +304,18 @@ export function startTelemetry(config: Config): Telemetry {
   const clients = new ClientRegistry();
   const dbClients = new DbClientsInstrumentation(
     clients,
-    createDbMetrics(meter, config.serviceName, clients),
+    createDbMetrics(meter, config.serviceName, clients, dbDurations),
   );
 
   // Instrumentations last: from here on, modules the application loads get patched.
   const instrumentations = createInstrumentations(config, {
     ignoreIncomingRequest: (req: IncomingMessage) =>
       isOwnServer((req.socket as { server?: Server } | undefined)?.server),
+    tracing,
   });
+  const disableInboundContext = tracing
+    ? undefined
+    : enableInboundContext({ header: config.correlation.header, isOwnServer });
   registerInstrumentations({
     instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients],
     tracerProvider,
@@ -307,7 +337,7 @@ export function startTelemetry(config: Config): Telemetry {
     health,
     async flush() {
       await Promise.allSettled([
-        tracerProvider.forceFlush(),
+        tracerProvider?.forceFlush(),
         meterProvider.forceFlush(),
         loggerProvider?.forceFlush(),
       ]);
@@ -317,9 +347,10 @@ export function startTelemetry(config: Config): Telemetry {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
         // other wrappers of the same methods.
         httpMetrics.disable();
+        disableInboundContext?.();
         await Promise.allSettled([
           management.close(),
-          tracerProvider.shutdown(),
+          tracerProvider?.shutdown(),
           meterProvider.shutdown(),
           loggerProvider?.shutdown(),
         ]);

@@ -16,9 +16,14 @@ type CarryingRequest = IncomingMessage & { [kRequestCorrelation]?: string };
 export function adoptCorrelationId(span: Span, request: IncomingMessage, rpc: RPCMetadata): string {
   const id = inboundCorrelationId(context.active()) ?? span.spanContext().traceId;
   setRequestCorrelationId(rpc, id);
-  (request as CarryingRequest)[kRequestCorrelation] = id;
+  markRequestCorrelationId(request, id);
   span.setAttribute(CORRELATION_ATTRIBUTE, id);
   return id;
+}
+
+/** Remembers the request's ID for what runs outside its context (the access log). */
+export function markRequestCorrelationId(request: IncomingMessage, id: string): void {
+  (request as CarryingRequest)[kRequestCorrelation] = id;
 }
 
 export function requestCorrelationId(request: IncomingMessage): string | undefined {

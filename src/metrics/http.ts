@@ -5,20 +5,21 @@
  * instrumentation disabled (only the route template then falls back to the normalised path).
  *
  * Hot-path budget per request: two clock reads, one listener, one map lookup, one counter
- * increment and one histogram record. The request counter and the in-flight gauge are plain
+ * increment and one histogram record (a bucket search: see histogram.ts). The request counter and the in-flight gauge are plain
  * numbers read by observable instruments at collection time, so they cost no SDK call per
  * request.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Attributes, Histogram, Meter, Span } from '@opentelemetry/api';
+import type { Attributes, Meter, Span } from '@opentelemetry/api';
 import type { RPCMetadata } from '@opentelemetry/core';
 import { requestCorrelationId } from '../correlation/http';
 import { injectFault } from '../faults';
 import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
+import type { DistroHistogram, HistogramSeries } from './histogram';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
 const kStart = Symbol('datalab.otel.requestStart');
@@ -40,9 +41,11 @@ type TrackedResponse = ServerResponse & { [kStart]?: number };
 type TrackedRequest = IncomingMessage & {
   [kRpc]?: RouteHolder;
   [kResponse]?: TrackedResponse;
-  // Set by Express: `app` on every request it handles, `route` once a route matched.
+  // Set by Express: `app` on every request it handles, `route` once a route matched, `baseUrl`
+  // the mount path of the router handling it.
   app?: unknown;
   route?: unknown;
+  baseUrl?: unknown;
 };
 
 interface CountSeries {
@@ -52,7 +55,8 @@ interface CountSeries {
 
 export interface HttpMetricsOptions {
   readonly service: string;
-  readonly buckets: readonly number[];
+  /** `http_request_duration_seconds`, exported through the readers' producers (histogram.ts). */
+  readonly durations: DistroHistogram;
   readonly maxEndpoints: number;
   /** The distro's own management server: its requests are never counted. */
   readonly isOwnServer: (server: Server) => boolean;
@@ -73,8 +77,7 @@ export function trackRequestRoute(request: IncomingMessage, rpc: RPCMetadata): v
 export class HttpServerMetrics {
   private inFlight = 0;
   private readonly counts = new Map<string, CountSeries>();
-  private readonly durationAttributes = new Map<string, Attributes>();
-  private readonly histogram: Histogram;
+  private readonly durations = new Map<string, HistogramSeries>();
   private readonly endpoints: EndpointRegistry;
   private readonly serviceAttributes: Attributes;
   private readonly onRequestStart: (message: unknown) => void;
@@ -103,11 +106,6 @@ export class HttpServerMetrics {
       .addCallback((result) => {
         for (const series of this.counts.values()) result.observe(series.count, series.attributes);
       });
-    this.histogram = meter.createHistogram('http_request_duration_seconds', {
-      description: 'Inbound HTTP request latency, from request start to response close.',
-      unit: 's',
-      advice: { explicitBucketBoundaries: [...options.buckets] },
-    });
     meter
       .createObservableGauge('http_requests_active', {
         description: 'Inbound HTTP requests in flight.',
@@ -199,12 +197,14 @@ export class HttpServerMetrics {
     series.count++;
 
     const durationKey = `${method} ${endpoint}`;
-    let attributes = this.durationAttributes.get(durationKey);
-    if (attributes === undefined) {
-      attributes = Object.freeze({ method, endpoint, service: this.options.service });
-      this.durationAttributes.set(durationKey, attributes);
+    let durations = this.durations.get(durationKey);
+    if (durations === undefined) {
+      durations = this.options.durations.createSeries(
+        Object.freeze({ method, endpoint, service: this.options.service }),
+      );
+      this.durations.set(durationKey, durations);
     }
-    this.histogram.record(seconds, attributes);
+    durations.record(seconds);
 
     if (this.options.accessLog) {
       this.options.accessLog({
@@ -220,15 +220,34 @@ export class HttpServerMetrics {
 }
 
 /**
- * The matched route template, else the normalised path. Express reports its router's mount path
- * as the route while it looks for a match, so an Express request that matched no route (a 404
- * under `/api`) is not credited to `/api`.
+ * The matched route template, else undefined (the caller then normalises the path). Express
+ * reports its router's mount path as the route while it looks for a match, so an Express request
+ * that matched no route (a 404 under `/api`) is not credited to `/api`.
  */
 function routeOf(request: TrackedRequest): string | undefined {
-  const route = request[kRpc]?.route;
-  if (typeof route !== 'string' || route === '') return undefined;
   if (request.app !== undefined && request.route === undefined) return undefined;
-  return route;
+  const route = request[kRpc]?.route;
+  if (typeof route === 'string' && route !== '') return route;
+  return request.route === undefined ? undefined : expressRoute(request);
+}
+
+/**
+ * The template from Express's own request properties, for when its instrumentation is not
+ * loaded (metrics-only mode, or disabled): the mount path of the router that matched plus the
+ * route's path, built as instrumentation-express builds `http.route` (a `/` route adds nothing
+ * to its mount path), so both modes give the same `endpoint`.
+ */
+export function expressRoute(request: { route?: unknown; baseUrl?: unknown }): string | undefined {
+  const path = (request.route as { path?: unknown } | null | undefined)?.path;
+  let tail: string;
+  if (typeof path === 'string') tail = path;
+  else if (path instanceof RegExp) tail = path.toString();
+  else if (Array.isArray(path)) tail = path.map(String).join(',');
+  else return undefined;
+  const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
+  const joined = tail === '/' || tail === '/*' ? base : base + tail;
+  if (joined === '') return '/';
+  return joined.includes('//') ? joined.replace(/\/{2,}/g, '/') : joined;
 }
 
 function reportInternal(err: unknown): void {

@@ -236,3 +236,127 @@ describe('correlation IDs across services, in spans and logs', () => {
     for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
   });
 });
+
+describe('correlation IDs with no span sink (metrics only)', () => {
+  let receiver: OtlpReceiver;
+  let a: AppProcess;
+  let b: AppProcess;
+
+  before(async () => {
+    receiver = await startOtlpReceiver();
+    const metricsOnly = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_TRACES_EXPORTER: 'none',
+    };
+    b = await startApp({
+      fixture: 'svc-b.cjs',
+      preload: 'require',
+      env: { ...metricsOnly, OTEL_SERVICE_NAME: 'svc-b' },
+    });
+    a = await startApp({
+      fixture: 'svc-a.mjs',
+      env: {
+        ...metricsOnly,
+        OTEL_SERVICE_NAME: 'svc-a',
+        SERVICE_B_URL: b.url('/'),
+        DATALAB_ACCESS_LOG: 'true',
+      },
+    });
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await receiver.close();
+  });
+
+  async function call(path: string, headers: Record<string, string>): Promise<string> {
+    const res = await fetch(a.url(path), { headers });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    assert.equal(res.headers.get('traceresponse'), null, 'no trace, no traceresponse');
+    return res.headers.get('x-correlation-id') as string;
+  }
+
+  /** The lines of both services that carry `id`, after they have been written. */
+  async function linesOf(id: string): Promise<{ linesA: LogLine[]; linesB: LogLine[] }> {
+    await new Promise((r) => setTimeout(r, 100));
+    return {
+      linesA: jsonLines(a).filter((l) => l.correlation_id === id),
+      linesB: jsonLines(b).filter((l) => l.correlation_id === id),
+    };
+  }
+
+  for (const path of ['/via-fetch', '/via-http']) {
+    it(`${path}: a generated ID is returned, logged by A and carried to B`, async () => {
+      const id = await call(path, {});
+      assert.match(id, HEX32);
+      const { linesA, linesB } = await linesOf(id);
+      assert.equal(linesA.filter((l) => l.app === 'svc-a').length, 2, 'A logged twice');
+      assert.ok(
+        linesA.some((l) => l.message === 'request completed'),
+        'access log line',
+      );
+      assert.equal(linesB.length, 1, 'B logged once');
+      assert.equal(linesB[0]?.seen_header, true, 'B received the header');
+      for (const line of [...linesA, ...linesB]) assert.equal(line.trace_id, undefined);
+    });
+
+    it(`${path}: an inbound ID is echoed and adopted by B`, async () => {
+      const inbound = `order-${randomBytes(3).toString('hex')}.retry:1`;
+      assert.equal(await call(path, { 'x-correlation-id': inbound }), inbound);
+      const { linesA, linesB } = await linesOf(inbound);
+      assert.equal(linesA.filter((l) => l.app === 'svc-a').length, 2);
+      assert.equal(linesB.length, 1);
+    });
+
+    it(`${path}: an upstream trace passes through, and its trace ID is the correlation ID`, async () => {
+      const traceId = randomBytes(16).toString('hex');
+      const parent = randomBytes(8).toString('hex');
+      const id = await call(path, { traceparent: `00-${traceId}-${parent}-01` });
+      assert.equal(id, traceId);
+      const { linesA, linesB } = await linesOf(id);
+      assert.equal(linesB.length, 1);
+      // Both services log the upstream trace: the span context travelled unchanged.
+      for (const line of [...linesA.filter((l) => l.app), ...linesB]) {
+        assert.equal(line.trace_id, traceId, JSON.stringify(line));
+        assert.equal(line.span_id, parent);
+      }
+    });
+  }
+
+  it('hostile inbound values are replaced, never echoed', async () => {
+    const tag = randomBytes(6).toString('hex');
+    for (const lines of [
+      [`x-correlation-id: crlf${tag}\r\nset-cookie: injected${tag}=1`],
+      [`x-correlation-id: long${tag}${'a'.repeat(129)}`],
+      [`x-correlation-id: dup${tag}`, `x-correlation-id: dup2${tag}`],
+    ]) {
+      const raw = await rawGet(a.port, '/via-fetch', lines);
+      assert.equal(headerOf(raw, 'set-cookie').length, 0);
+      const ids = headerOf(raw, 'x-correlation-id');
+      assert.equal(ids.length, 1);
+      if (!(lines[0] as string).includes('crlf')) assert.match(ids[0] as string, HEX32);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const everywhere = [...a.stdout, ...a.stderr, ...b.stdout, ...b.stderr].join('\n');
+    for (const needle of [`injected${tag}`, `long${tag}`, `dup${tag}`]) {
+      assert.ok(!everywhere.includes(needle), `${needle} leaked`);
+    }
+  });
+
+  it('200 concurrent requests: every log line carries its own request ID, and no span is sent', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `req-${i}-${randomBytes(3).toString('hex')}`);
+    const answers = await Promise.all(
+      ids.map(async (id, n) => {
+        const res = await fetch(a.url(`/echo?n=${n}`), { headers: { 'x-correlation-id': id } });
+        await res.arrayBuffer();
+        return res.headers.get('x-correlation-id');
+      }),
+    );
+    assert.deepEqual(answers, ids);
+    await new Promise((r) => setTimeout(r, 100));
+    const echoes = jsonLines(a).filter((l) => l.message === 'echo');
+    const byN = new Map(echoes.map((l) => [Number(l.n), l.correlation_id]));
+    for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
+    assert.equal(receiver.spans.length, 0);
+  });
+});

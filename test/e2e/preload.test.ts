@@ -181,6 +181,44 @@ describe('preload: HTTP metrics and traces', () => {
         assert.ok(app.warnings().length === 0, `no warnings: ${app.warnings().join('\n')}`);
       });
 
+      it('metrics only (no span sink): the same counts and labels, and no span made', async () => {
+        app = await startApp({
+          ...variant.start,
+          env: {
+            OTEL_SERVICE_NAME: 'orders-api',
+            OTEL_TRACES_EXPORTER: 'none',
+            OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+            OTEL_BSP_SCHEDULE_DELAY: '100',
+          },
+        });
+        await sendMix(app);
+        if (variant.framework) {
+          // Without instrumentation-express the template comes from Express's own properties.
+          for (const slug of ['red', 'blue']) await request(app.url(`/api/v1/things/${slug}`));
+          assert.equal(await request(app.url('/api/v1/nope')), 404);
+        }
+        const samples = await scrapeSettled(app, TOTAL + (variant.framework ? 3 : 0));
+        const counters = samplesNamed(samples, 'http_requests_total');
+        if (variant.framework) {
+          const nested = counters.filter((s) => s.labels.endpoint?.startsWith('/api/v1/'));
+          assert.deepEqual(
+            Object.fromEntries(
+              nested.map((s) => [`${s.labels.endpoint} ${s.labels.status}`, s.value]),
+            ),
+            { '/api/v1/things/:slug 200': 2, '/api/v1/nope 404': 1 },
+          );
+          assertRedMetrics(
+            samples.filter((s) => !s.labels.endpoint?.startsWith('/api/v1/')),
+            'orders-api',
+          );
+        } else {
+          assertRedMetrics(samples, 'orders-api');
+        }
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(receiver.spans.length, 0, 'no span exported');
+        assert.ok(app.warnings().length === 0, `no warnings: ${app.warnings().join('\n')}`);
+      });
+
       if (variant.framework) {
         it('labels by route template, nested routers included; unmatched paths are not credited to a router', async () => {
           app = await startApp(variant.start);

@@ -1,0 +1,191 @@
+/**
+ * Histograms the distro records on every request and every database operation, kept outside the
+ * SDK's instruments. sdk-metrics' `Histogram.record` hashes its attribute set (sort + JSON) and
+ * looks it up in a hash map on every call, about half the cost of the HTTP metrics per request
+ * (docs/performance.md). The distro already keys its series itself (one object per method and
+ * endpoint, created once), so a record here is a bucket search and three additions, and the
+ * data points are built only when a reader collects, through the MetricProducer interface every
+ * metric reader accepts: Prometheus and OTLP see ordinary histogram data.
+ */
+import type { Attributes, HrTime } from '@opentelemetry/api';
+import { ValueType } from '@opentelemetry/api';
+import { hrTime } from '@opentelemetry/core';
+import {
+  AggregationTemporality,
+  type CollectionResult,
+  DataPointType,
+  type HistogramMetricData,
+  InstrumentType,
+  type MetricProducer,
+  type PushMetricExporter,
+} from '@opentelemetry/sdk-metrics';
+import { DISTRO_NAME, DISTRO_VERSION } from '../version';
+
+export class HistogramSeries {
+  /** counts[i]: values in (boundaries[i-1], boundaries[i]]; the last one is above every bound. */
+  readonly counts: number[];
+  count = 0;
+  sum = 0;
+  min = Number.POSITIVE_INFINITY;
+  max = Number.NEGATIVE_INFINITY;
+  readonly startTime: HrTime = hrTime();
+
+  constructor(
+    readonly attributes: Attributes,
+    private readonly boundaries: readonly number[],
+  ) {
+    this.counts = new Array<number>(boundaries.length + 1).fill(0);
+  }
+
+  record(value: number): void {
+    if (Number.isNaN(value)) return;
+    // The SDK's placement (binary search for the first bound >= value), so buckets match what an
+    // SDK histogram with the same bounds would report.
+    const bounds = this.boundaries;
+    let lo = 0;
+    let hi = bounds.length - 1;
+    let index = bounds.length;
+    while (hi >= lo) {
+      const mid = (lo + hi) >>> 1;
+      if ((bounds[mid] as number) < value) lo = mid + 1;
+      else {
+        index = mid;
+        hi = mid - 1;
+      }
+    }
+    (this.counts as number[])[index] = (this.counts[index] as number) + 1;
+    this.count++;
+    this.sum += value;
+    if (value < this.min) this.min = value;
+    if (value > this.max) this.max = value;
+  }
+}
+
+export interface HistogramOptions {
+  readonly name: string;
+  readonly description: string;
+  readonly unit: string;
+  readonly boundaries: readonly number[];
+}
+
+/** One histogram family: its series are created once per attribute set by the caller. */
+export class DistroHistogram {
+  private readonly all: HistogramSeries[] = [];
+  readonly boundaries: readonly number[];
+
+  constructor(readonly options: HistogramOptions) {
+    this.boundaries = Object.freeze([...options.boundaries]);
+  }
+
+  /** A new series; the caller keeps it (by its own key) and records into it. */
+  createSeries(attributes: Attributes): HistogramSeries {
+    const series = new HistogramSeries(attributes, this.boundaries);
+    this.all.push(series);
+    return series;
+  }
+
+  get series(): readonly HistogramSeries[] {
+    return this.all;
+  }
+}
+
+interface Snapshot {
+  readonly counts: number[];
+  readonly count: number;
+  readonly sum: number;
+}
+
+/**
+ * What one metric reader sees of the distro's histograms. Cumulative by default; delta when the
+ * reader's exporter asks for it for histograms (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE),
+ * each producer then remembering what it last reported.
+ */
+export class HistogramProducer implements MetricProducer {
+  private readonly previous = new Map<HistogramSeries, Snapshot>();
+  private lastCollection: HrTime = hrTime();
+
+  constructor(
+    private readonly histograms: () => readonly DistroHistogram[],
+    private readonly temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+  ) {}
+
+  static forExporter(
+    histograms: () => readonly DistroHistogram[],
+    exporter: Pick<PushMetricExporter, 'selectAggregationTemporality'>,
+  ): HistogramProducer {
+    return new HistogramProducer(
+      histograms,
+      exporter.selectAggregationTemporality?.(InstrumentType.HISTOGRAM) ??
+        AggregationTemporality.CUMULATIVE,
+    );
+  }
+
+  async collect(): Promise<CollectionResult> {
+    const now = hrTime();
+    const metrics: HistogramMetricData[] = [];
+    for (const histogram of this.histograms()) {
+      const data = this.dataOf(histogram, now);
+      if (data.dataPoints.length > 0) metrics.push(data);
+    }
+    this.lastCollection = now;
+    return {
+      resourceMetrics: {
+        // Readers keep the SDK's resource and take only the scope metrics from producers.
+        resource: undefined as never,
+        scopeMetrics:
+          metrics.length === 0
+            ? []
+            : [{ scope: { name: DISTRO_NAME, version: DISTRO_VERSION }, metrics }],
+      },
+      errors: [],
+    };
+  }
+
+  private dataOf(histogram: DistroHistogram, now: HrTime): HistogramMetricData {
+    const { name, description, unit } = histogram.options;
+    const delta = this.temporality === AggregationTemporality.DELTA;
+    const dataPoints: HistogramMetricData['dataPoints'] = [];
+    for (const series of histogram.series) {
+      if (series.count === 0) continue;
+      let counts = series.counts.slice();
+      let count = series.count;
+      let sum = series.sum;
+      let startTime = series.startTime;
+      if (delta) {
+        const before = this.previous.get(series);
+        this.previous.set(series, { counts, count, sum });
+        if (before !== undefined) {
+          if (before.count === count) continue;
+          counts = counts.map((c, i) => c - (before.counts[i] as number));
+          count -= before.count;
+          sum -= before.sum;
+          startTime = this.lastCollection;
+        }
+      }
+      dataPoints.push({
+        attributes: series.attributes,
+        startTime,
+        endTime: now,
+        value: {
+          buckets: { boundaries: histogram.boundaries as number[], counts },
+          count,
+          sum,
+          // A delta's extremes are unknown once earlier values are folded in.
+          min: delta ? undefined : series.min,
+          max: delta ? undefined : series.max,
+        },
+      });
+    }
+    return {
+      descriptor: {
+        name,
+        description,
+        unit,
+        valueType: ValueType.DOUBLE,
+      },
+      aggregationTemporality: this.temporality,
+      dataPointType: DataPointType.HISTOGRAM,
+      dataPoints,
+    };
+  }
+}
