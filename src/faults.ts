@@ -3,7 +3,11 @@
  * points, so tests can prove that a bug in the distro stays inside it (the request is served, the
  * error is reported once). Unset in production, where the check is one Set-size comparison.
  */
-export type FaultPoint = 'http-metrics-start' | 'http-metrics-finish' | 'request-hook';
+export type FaultPoint =
+  | 'http-metrics-start'
+  | 'http-metrics-finish'
+  | 'request-hook'
+  | 'inbound-context';
 
 let active: ReadonlySet<string> = new Set();
 

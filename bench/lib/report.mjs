@@ -10,6 +10,7 @@ const SHORT = {
   stock: 'stock OTel traces+metrics',
   'stock-metrics': 'stock OTel metrics only',
   'prom-bundle': 'express-prom-bundle',
+  'floor-context': 'floor: request context only',
 };
 
 const fixed = (n, d) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');

@@ -85,6 +85,15 @@ export const CONFIGS = {
     }),
     metricsUrl: (p) => `http://127.0.0.1:${p.metrics}/metrics`,
   },
+  // Not a product: what carrying a request context costs by itself (Node 20's AsyncLocalStorage
+  // runs a hook on every promise and async resource once it is in use). Any configuration that
+  // puts correlation IDs in log lines pays at least this; see docs/performance.md.
+  'floor-context': {
+    title: 'floor: request context only (AsyncLocalStorage, nothing recorded)',
+    args: () => ['--require', join(BENCH, 'lib', 'floor-context.cjs')],
+    env: () => ({}),
+    metricsUrl: () => null,
+  },
   'prom-bundle': {
     title: 'express-prom-bundle',
     args: () => [],

@@ -19,6 +19,7 @@ import {
   ROOT_CONTEXT,
   trace,
 } from '@opentelemetry/api';
+import { injectFault } from '../faults';
 import { warnOnce } from '../warnings';
 import { inboundCorrelationId, withCorrelationId } from './context';
 import { markRequestCorrelationId } from './http';
@@ -89,6 +90,7 @@ function wrapEmit(proto: Patchable, options: InboundOptions): () => void {
     const response = all[2] as ServerResponse;
     let ctx: Context;
     try {
+      injectFault('inbound-context');
       const inbound = inboundContext(request);
       ctx = inbound.ctx;
       markRequestCorrelationId(request, inbound.id);

@@ -53,6 +53,11 @@ interface CountSeries {
   count: number;
 }
 
+interface MethodSeries {
+  readonly durations: HistogramSeries;
+  readonly byStatus: Map<number, CountSeries>;
+}
+
 export interface HttpMetricsOptions {
   readonly service: string;
   /** `http_request_duration_seconds`, exported through the readers' producers (histogram.ts). */
@@ -76,8 +81,10 @@ export function trackRequestRoute(request: IncomingMessage, rpc: RPCMetadata): v
 
 export class HttpServerMetrics {
   private inFlight = 0;
-  private readonly counts = new Map<string, CountSeries>();
-  private readonly durations = new Map<string, HistogramSeries>();
+  /** endpoint → method → its duration series and its counters by status code. */
+  private readonly series = new Map<string, Map<string, MethodSeries>>();
+  /** Every counter, for the observable callback. */
+  private readonly counts: CountSeries[] = [];
   private readonly endpoints: EndpointRegistry;
   private readonly serviceAttributes: Attributes;
   private readonly onRequestStart: (message: unknown) => void;
@@ -104,7 +111,7 @@ export class HttpServerMetrics {
         description: 'Inbound HTTP requests completed.',
       })
       .addCallback((result) => {
-        for (const series of this.counts.values()) result.observe(series.count, series.attributes);
+        for (const series of this.counts) result.observe(series.count, series.attributes);
       });
     meter
       .createObservableGauge('http_requests_active', {
@@ -183,34 +190,45 @@ export class HttpServerMetrics {
     const endpoint = this.endpointOf(request);
     const method = normalizeMethod(request.method);
     // A response that never sent its headers (handler crashed, socket closed early) is a 500.
-    const status = response.headersSent ? String(response.statusCode) : '500';
+    const status = response.headersSent ? response.statusCode : 500;
 
-    const key = `${method} ${status} ${endpoint}`;
-    let series = this.counts.get(key);
+    // Nested maps keyed by values the request already holds: no key string built per request.
+    let byMethod = this.series.get(endpoint);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      this.series.set(endpoint, byMethod);
+    }
+    let series = byMethod.get(method);
     if (series === undefined) {
+      const service = this.options.service;
       series = {
-        attributes: Object.freeze({ method, endpoint, status, service: this.options.service }),
-        count: 0,
+        durations: this.options.durations.createSeries(
+          Object.freeze({ method, endpoint, service }),
+        ),
+        byStatus: new Map(),
       };
-      this.counts.set(key, series);
+      byMethod.set(method, series);
     }
-    series.count++;
-
-    const durationKey = `${method} ${endpoint}`;
-    let durations = this.durations.get(durationKey);
-    if (durations === undefined) {
-      durations = this.options.durations.createSeries(
-        Object.freeze({ method, endpoint, service: this.options.service }),
-      );
-      this.durations.set(durationKey, durations);
+    let counter = series.byStatus.get(status);
+    if (counter === undefined) {
+      const attributes = Object.freeze({
+        method,
+        endpoint,
+        status: String(status),
+        service: this.options.service,
+      });
+      counter = { attributes, count: 0 };
+      series.byStatus.set(status, counter);
+      this.counts.push(counter);
     }
-    durations.record(seconds);
+    counter.count++;
+    series.durations.record(seconds);
 
     if (this.options.accessLog) {
       this.options.accessLog({
         method,
         endpoint,
-        status,
+        status: counter.attributes.status as string,
         durationSeconds: seconds,
         traceId: request[kRpc]?.span?.spanContext().traceId,
         correlationId: requestCorrelationId(request),

@@ -47,11 +47,18 @@ describe('faults inside distro hooks stay inside', function () {
     );
   });
 
-  for (const point of ['http-metrics-start', 'http-metrics-finish', 'request-hook']) {
+  const POINTS: [string, Record<string, string>][] = [
+    ['http-metrics-start', {}],
+    ['http-metrics-finish', {}],
+    ['request-hook', {}],
+    // The inbound context of metrics-only mode (no span sink) replaces the request hook.
+    ['inbound-context', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
+  ];
+  for (const [point, env] of POINTS) {
     it(`${point}: every request answered as without the distro, one DLOTEL_INTERNAL_ERROR`, async () => {
       app = await startApp({
         fixture: 'plain-http-app.mjs',
-        env: { DATALAB_INTERNAL_FAULTS: point, DATALAB_ACCESS_LOG: 'true' },
+        env: { ...env, DATALAB_INTERNAL_FAULTS: point, DATALAB_ACCESS_LOG: 'true' },
       });
       assert.deepEqual(await answers(app, 4), baseline);
       // Concurrent requests too: the hook fails on each of them.
