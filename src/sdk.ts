@@ -31,7 +31,6 @@ import {
   type IMetricReader,
   MeterProvider,
   PeriodicExportingMetricReader,
-  type ViewOptions,
 } from '@opentelemetry/sdk-metrics';
 import type { Sampler, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
@@ -55,8 +54,8 @@ import { createAccessLog } from './logging/access-log';
 import { ManagementServer } from './management-server';
 import { createDbDurations, createDbMetrics } from './metrics/db';
 import { countingQueueDrops, createExportMetrics } from './metrics/export';
-import { DistroHistogram, HistogramProducer } from './metrics/histogram';
 import { HttpServerMetrics } from './metrics/http';
+import { DistroCounter, DistroHistogram, DistroProducer } from './metrics/instruments';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
 import { SpanScrubber } from './span-scrubber';
@@ -73,21 +72,6 @@ export interface Telemetry {
   flush(): Promise<void>;
   /** Flushes and stops everything the distro started; safe to call more than once. */
   shutdown(): Promise<void>;
-}
-
-/**
- * The SDK's default cap of 2000 series per instrument would fold real series into an
- * `otel_metric_overflow` one and break exact counts; the distro bounds its label values itself
- * (endpoint cap, closed method/operation sets), so its own instruments get a roomier ceiling.
- */
-const DISTRO_SERIES_LIMIT = 100_000;
-
-function distroMetricViews(): ViewOptions[] {
-  return ['http_requests_total'].map((instrumentName) => ({
-    meterName: DISTRO_NAME,
-    instrumentName,
-    aggregationCardinalityLimit: DISTRO_SERIES_LIMIT,
-  }));
 }
 
 const NOOP_METER_PROVIDER: ApiMeterProvider = { getMeter: () => createNoopMeter() };
@@ -249,8 +233,12 @@ export function startTelemetry(config: Config): Telemetry {
   }
   const loggerProvider = buildLoggerProvider(config, resource);
 
-  // Metrics. The per-request histograms live outside the SDK (metrics/histogram.ts); every reader
-  // gets a producer for them.
+  // Metrics. The per-request counter and histograms live outside the SDK (metrics/instruments.ts);
+  // every reader gets a producer for them.
+  const httpRequests = new DistroCounter({
+    name: 'http_requests_total',
+    description: 'Inbound HTTP requests completed.',
+  });
   const httpDurations = new DistroHistogram({
     name: 'http_request_duration_seconds',
     description: 'Inbound HTTP request latency, from request start to response close.',
@@ -258,11 +246,11 @@ export function startTelemetry(config: Config): Telemetry {
     boundaries: config.metrics.httpBuckets,
   });
   const dbDurations = createDbDurations();
-  const histograms = () => [httpDurations, dbDurations];
+  const instruments = { counters: [httpRequests], histograms: [httpDurations, dbDurations] };
   const readers: IMetricReader[] = [];
   let prometheus: ReturnType<typeof createPrometheusEndpoint> | undefined;
   if (config.metrics.exporters.includes('prometheus')) {
-    prometheus = createPrometheusEndpoint([new HistogramProducer(histograms)]);
+    prometheus = createPrometheusEndpoint([new DistroProducer(instruments)]);
     readers.push(prometheus.reader);
   }
   for (const name of config.metrics.exporters) {
@@ -276,7 +264,7 @@ export function startTelemetry(config: Config): Telemetry {
         exporter,
         exportIntervalMillis: config.metrics.exportIntervalMs,
         exportTimeoutMillis: config.metrics.exportTimeoutMs,
-        metricProducers: [HistogramProducer.forExporter(histograms, exporter)],
+        metricProducers: [DistroProducer.forExporter(instruments, exporter)],
       }),
     );
   }
@@ -284,7 +272,6 @@ export function startTelemetry(config: Config): Telemetry {
     resource,
     readers,
     views: [
-      ...distroMetricViews(),
       ...(config.instrumentations.includes('runtime-node') ? runtimeViews(config.serviceName) : []),
     ],
   });
@@ -293,6 +280,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   const httpMetrics = new HttpServerMetrics(meter, {
     service: config.serviceName,
+    requests: httpRequests,
     durations: httpDurations,
     maxEndpoints: config.metrics.maxEndpoints,
     isOwnServer,

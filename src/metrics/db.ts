@@ -4,7 +4,7 @@
  */
 import type { Attributes, Meter } from '@opentelemetry/api';
 import type { ClientRegistry, OperationRecorder } from '../db/clients';
-import { DistroHistogram, type HistogramSeries } from './histogram';
+import { DistroHistogram, type HistogramSeries } from './instruments';
 
 /** OpenTelemetry's advice for database client durations, in seconds. */
 export const DB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];

@@ -4,10 +4,10 @@
  * spans: counts stay exact whatever the sampler decides, and they work even with the http
  * instrumentation disabled (only the route template then falls back to the normalised path).
  *
- * Hot-path budget per request: two clock reads, one listener, one map lookup, one counter
- * increment and one histogram record (a bucket search: see histogram.ts). The request counter and the in-flight gauge are plain
- * numbers read by observable instruments at collection time, so they cost no SDK call per
- * request.
+ * Hot-path budget per request: two clock reads, two listeners, three map lookups, one counter
+ * increment and one histogram record (a bucket search). The counter and the histogram are the
+ * distro's own (instruments.ts) and the in-flight gauge is a number read at collection time, so
+ * a request costs no SDK call.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -19,7 +19,7 @@ import { injectFault } from '../faults';
 import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
-import type { DistroHistogram, HistogramSeries } from './histogram';
+import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
 const kStart = Symbol('datalab.otel.requestStart');
@@ -48,19 +48,16 @@ type TrackedRequest = IncomingMessage & {
   baseUrl?: unknown;
 };
 
-interface CountSeries {
-  readonly attributes: Attributes;
-  count: number;
-}
-
 interface MethodSeries {
   readonly durations: HistogramSeries;
-  readonly byStatus: Map<number, CountSeries>;
+  readonly byStatus: Map<number, CounterSeries>;
 }
 
 export interface HttpMetricsOptions {
   readonly service: string;
-  /** `http_request_duration_seconds`, exported through the readers' producers (histogram.ts). */
+  /** `http_requests_total` and `http_request_duration_seconds`, exported through the readers'
+   * producers (instruments.ts). */
+  readonly requests: DistroCounter;
   readonly durations: DistroHistogram;
   readonly maxEndpoints: number;
   /** The distro's own management server: its requests are never counted. */
@@ -83,8 +80,6 @@ export class HttpServerMetrics {
   private inFlight = 0;
   /** endpoint → method → its duration series and its counters by status code. */
   private readonly series = new Map<string, Map<string, MethodSeries>>();
-  /** Every counter, for the observable callback. */
-  private readonly counts: CountSeries[] = [];
   private readonly endpoints: EndpointRegistry;
   private readonly serviceAttributes: Attributes;
   private readonly onRequestStart: (message: unknown) => void;
@@ -106,13 +101,6 @@ export class HttpServerMetrics {
       ),
     );
 
-    meter
-      .createObservableCounter('http_requests_total', {
-        description: 'Inbound HTTP requests completed.',
-      })
-      .addCallback((result) => {
-        for (const series of this.counts) result.observe(series.count, series.attributes);
-      });
     meter
       .createObservableGauge('http_requests_active', {
         description: 'Inbound HTTP requests in flight.',
@@ -211,15 +199,10 @@ export class HttpServerMetrics {
     }
     let counter = series.byStatus.get(status);
     if (counter === undefined) {
-      const attributes = Object.freeze({
-        method,
-        endpoint,
-        status: String(status),
-        service: this.options.service,
-      });
-      counter = { attributes, count: 0 };
+      counter = this.options.requests.createSeries(
+        Object.freeze({ method, endpoint, status: String(status), service: this.options.service }),
+      );
       series.byStatus.set(status, counter);
-      this.counts.push(counter);
     }
     counter.count++;
     series.durations.record(seconds);

@@ -4,17 +4,23 @@
  * traced). Scope labels are dropped: SPEC §3 series carry exactly their documented labels.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import type { IMetricReader } from '@opentelemetry/sdk-metrics';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import type { IMetricReader, MetricProducer } from '@opentelemetry/sdk-metrics';
+import { PrometheusTextSerializer } from './prometheus-text';
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-export function createPrometheusEndpoint(): {
+export function createPrometheusEndpoint(producers: MetricProducer[] = []): {
   reader: IMetricReader;
   handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 } {
-  const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
-  const serializer = new PrometheusSerializer('', false, undefined, false, true);
+  const exporter = new PrometheusExporter({
+    preventServerStart: true,
+    withoutScopeInfo: true,
+    metricProducers: producers,
+  });
+  // Keeps the rendered label sets between scrapes: one instance for the process.
+  const serializer = new PrometheusTextSerializer();
   return {
     reader: exporter,
     async handler(req, res) {
@@ -22,7 +28,7 @@ export function createPrometheusEndpoint(): {
       const body = serializer.serialize(resourceMetrics);
       res.writeHead(200, {
         'content-type': CONTENT_TYPE,
-        'content-length': Buffer.byteLength(body),
+        'content-length': body.length,
       });
       res.end(req.method === 'HEAD' ? undefined : body);
     },

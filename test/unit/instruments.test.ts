@@ -8,7 +8,7 @@ import {
   PeriodicExportingMetricReader,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { DistroHistogram, HistogramProducer } from '../../src/metrics/histogram';
+import { DistroCounter, DistroHistogram, DistroProducer } from '../../src/metrics/instruments';
 
 const BOUNDS = [0.005, 0.01, 0.1, 1];
 // On, between and beyond the bounds, a zero, a NaN (ignored by both), duplicates.
@@ -31,7 +31,7 @@ function pointsOf(
   return [];
 }
 
-describe('distro histograms (recorded outside the SDK, exported through a producer)', () => {
+describe('distro instruments (recorded outside the SDK, exported through a producer)', () => {
   it('gives the same buckets, count, sum, min and max as an SDK histogram with the same bounds', async () => {
     const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
     const ours = new DistroHistogram({
@@ -43,7 +43,7 @@ describe('distro histograms (recorded outside the SDK, exported through a produc
     const reader = new PeriodicExportingMetricReader({
       exporter,
       exportIntervalMillis: 60_000,
-      metricProducers: [new HistogramProducer(() => [ours])],
+      metricProducers: [new DistroProducer({ counters: [], histograms: [ours] })],
     });
     const provider = new MeterProvider({ readers: [reader] });
     const sdk = provider.getMeter('t').createHistogram('sdk', {
@@ -71,7 +71,7 @@ describe('distro histograms (recorded outside the SDK, exported through a produc
 
   it('reports nothing for a series never recorded, and cumulative counts by default', async () => {
     const h = new DistroHistogram({ name: 'h', description: 'd', unit: 's', boundaries: BOUNDS });
-    const producer = new HistogramProducer(() => [h]);
+    const producer = new DistroProducer({ counters: [], histograms: [h] });
     const empty = h.createSeries({ a: '1' });
     assert.equal(empty.count, 0);
     assert.deepEqual((await producer.collect()).resourceMetrics.scopeMetrics, []);
@@ -88,9 +88,10 @@ describe('distro histograms (recorded outside the SDK, exported through a produc
 
   it('reports deltas when the exporter prefers them for histograms', async () => {
     const h = new DistroHistogram({ name: 'h', description: 'd', unit: 's', boundaries: BOUNDS });
-    const producer = HistogramProducer.forExporter(() => [h], {
-      selectAggregationTemporality: () => AggregationTemporality.DELTA,
-    });
+    const producer = DistroProducer.forExporter(
+      { counters: [], histograms: [h] },
+      { selectAggregationTemporality: () => AggregationTemporality.DELTA },
+    );
     const s = h.createSeries({ a: '1' });
     s.record(0.05);
     s.record(0.05);
@@ -106,5 +107,59 @@ describe('distro histograms (recorded outside the SDK, exported through a produc
       [],
       'no change, no point',
     );
+  });
+
+  it('a counter gives the same data points as an SDK counter, cumulative, then delta on request', async () => {
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const requests = new DistroCounter({ name: 'requests_total', description: 'd' });
+    const reader = new PeriodicExportingMetricReader({
+      exporter,
+      exportIntervalMillis: 60_000,
+      metricProducers: [new DistroProducer({ counters: [requests], histograms: [] })],
+    });
+    const provider = new MeterProvider({ readers: [reader] });
+    const sdk = provider.getMeter('t').createCounter('sdk_total');
+    const a = Object.freeze({ status: '200' });
+    const b = Object.freeze({ status: '500' });
+    const sa = requests.createSeries(a);
+    const sb = requests.createSeries(b);
+    requests.createSeries(Object.freeze({ status: '404' })); // never counted: no point
+    for (let i = 0; i < 7; i++) {
+      sdk.add(1, a);
+      sa.count++;
+    }
+    sdk.add(1, b);
+    sb.count++;
+    const { resourceMetrics } = await reader.collect();
+    const sums = (name: string) =>
+      resourceMetrics.scopeMetrics
+        .flatMap((sm) => sm.metrics)
+        .filter((m) => m.descriptor.name === name)
+        .map((m) => {
+          assert.equal(m.dataPointType, DataPointType.SUM);
+          assert.equal((m as { isMonotonic?: boolean }).isMonotonic, true);
+          return m.dataPoints.map((p) => [p.attributes, p.value]);
+        });
+    assert.deepEqual(sums('requests_total'), sums('sdk_total'));
+    assert.deepEqual(sums('requests_total'), [
+      [
+        [a, 7],
+        [b, 1],
+      ],
+    ]);
+    await provider.shutdown();
+
+    const delta = DistroProducer.forExporter(
+      { counters: [requests], histograms: [] },
+      { selectAggregationTemporality: () => AggregationTemporality.DELTA },
+    );
+    const values = async () =>
+      (await delta.collect()).resourceMetrics.scopeMetrics
+        .flatMap((sm) => sm.metrics)
+        .flatMap((m) => m.dataPoints.map((p) => p.value));
+    assert.deepEqual(await values(), [7, 1]);
+    sa.count += 3;
+    assert.deepEqual(await values(), [3], 'only the series that moved, by how much');
+    assert.deepEqual(await values(), []);
   });
 });
