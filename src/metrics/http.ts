@@ -232,20 +232,41 @@ function routeOf(request: TrackedRequest): string | undefined {
   return request.route === undefined ? undefined : expressRoute(request);
 }
 
+const kTemplate = Symbol('datalab.otel.routeTemplate');
+
+type ExpressRouteObject = {
+  path?: unknown;
+  // The last template built for this route, and the mount path it was built for.
+  [kTemplate]?: { readonly base: string; readonly template: string | undefined };
+};
+
 /**
  * The template from Express's own request properties, for when its instrumentation is not
- * loaded (metrics-only mode, or disabled): the mount path of the router that matched plus the
- * route's path, built as instrumentation-express builds `http.route` (a `/` route adds nothing
- * to its mount path), so both modes give the same `endpoint`.
+ * loaded (metrics-only mode, or disabled). Kept on Express's route object, so a request builds
+ * no string: the endpoint lookups then hash a string V8 has hashed before.
  */
 export function expressRoute(request: { route?: unknown; baseUrl?: unknown }): string | undefined {
-  const path = (request.route as { path?: unknown } | null | undefined)?.path;
+  const route = request.route as ExpressRouteObject | null | undefined;
+  if (route === null || typeof route !== 'object') return undefined;
+  const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
+  const cached = route[kTemplate];
+  if (cached !== undefined && cached.base === base) return cached.template;
+  const template = routeTemplate(base, route.path);
+  route[kTemplate] = { base, template };
+  return template;
+}
+
+/**
+ * The mount path of the router that matched plus the route's path, built as
+ * instrumentation-express builds `http.route` (a `/` route adds nothing to its mount path), so
+ * both modes give the same `endpoint`.
+ */
+export function routeTemplate(base: string, path: unknown): string | undefined {
   let tail: string;
   if (typeof path === 'string') tail = path;
   else if (path instanceof RegExp) tail = path.toString();
   else if (Array.isArray(path)) tail = path.map(String).join(',');
   else return undefined;
-  const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
   const joined = tail === '/' || tail === '/*' ? base : base + tail;
   if (joined === '') return '/';
   return joined.includes('//') ? joined.replace(/\/{2,}/g, '/') : joined;

@@ -7,6 +7,7 @@ import {
   normalizePath,
   OVERFLOW_ENDPOINT,
 } from '../../src/metrics/endpoint';
+import { expressRoute, routeTemplate } from '../../src/metrics/http';
 
 describe('endpoint normalisation', () => {
   const cases: [string | undefined, string][] = [
@@ -70,5 +71,36 @@ describe('EndpointRegistry', () => {
     const registry = new EndpointRegistry(10);
     assert.equal(registry.admit(`/${'x'.repeat(MAX_ENDPOINT_LENGTH)}`), OVERFLOW_ENDPOINT);
     assert.equal(registry.size, 0);
+  });
+});
+
+describe('Express route templates without instrumentation-express', () => {
+  const cases: [string, unknown, string | undefined][] = [
+    ['', '/users/:id', '/users/:id'],
+    ['/api/v1', '/things/:slug', '/api/v1/things/:slug'],
+    ['/api', '/', '/api'],
+    ['', '/', '/'],
+    ['', '/*', '/'],
+    ['/api/', '/x', '/api/x'],
+    ['', /^\/re\/\d+$/, '/^\\/re\\/\\d+$/'],
+    ['/a', ['/b', '/c'], '/a/b,/c'],
+    ['', undefined, undefined],
+    ['', 42, undefined],
+  ];
+  for (const [base, path, expected] of cases) {
+    it(`${JSON.stringify(base)} + ${String(path)} → ${String(expected)}`, () => {
+      assert.equal(routeTemplate(base, path), expected);
+    });
+  }
+
+  it('keeps the template on the route object, per mount path', () => {
+    const route = { path: '/items/:name' };
+    const first = expressRoute({ route, baseUrl: '/shop' });
+    assert.equal(first, '/shop/items/:name');
+    assert.equal(expressRoute({ route, baseUrl: '/shop' }), first);
+    assert.equal(expressRoute({ route, baseUrl: '/admin' }), '/admin/items/:name');
+    assert.equal(expressRoute({ route, baseUrl: '/shop' }), '/shop/items/:name');
+    assert.equal(expressRoute({ route: undefined, baseUrl: '/shop' }), undefined);
+    assert.equal(expressRoute({ route: null }), undefined);
   });
 });
