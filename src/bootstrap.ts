@@ -6,9 +6,7 @@ import { register as registerLoaderHooks } from 'node:module';
 import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
-import { loadConfig } from './config';
-import { startTelemetry, type Telemetry } from './sdk';
-import { installShutdownHooks } from './shutdown';
+import type { Telemetry } from './sdk';
 import { warn } from './warnings';
 
 const kState = Symbol.for('@datalab/otel.bootstrap');
@@ -48,9 +46,14 @@ export function bootstrap(): Promise<void> {
   if (!isMainThread || isPackageManagerCli(process.argv[1])) return state.ready;
 
   try {
+    // Required here, not imported: worker threads, package managers, OTEL_SDK_DISABLED and
+    // applications that only use the public API never pay for loading the SDK.
+    const { loadConfig } = require('./config') as typeof import('./config');
     const config = loadConfig();
     if (config.sdkDisabled) return state.ready;
     const waitForEsmHooks = registerEsmHooks();
+    const { startTelemetry } = require('./sdk') as typeof import('./sdk');
+    const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
     state.telemetry = startTelemetry(config);
     installShutdownHooks(state.telemetry);
     // The instrumentations just sent the loader the modules they hook; ESM modules imported
