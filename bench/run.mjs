@@ -34,7 +34,9 @@ const USAGE = `usage: npm run bench -- [options]
   --connections N       concurrent connections of the load generator (default 50)
   --loadgen NAME        autocannon (default, installed by npm ci) or wrk (apt-get install wrk)
   --servers LIST        comma-separated: ${Object.keys(SERVERS).join(',')} (default all)
-  --configs LIST        comma-separated: ${Object.keys(CONFIGS).join(',')} (default all;
+  --configs LIST        comma-separated: ${Object.keys(CONFIGS)
+    .filter((c) => !CONFIGS[c].startupOnly)
+    .join(',')} (default all;
                         none is always included)
   --only LIST           sections: load,startup,scrape,lookup,trouble (default all but trouble)
   --startup-runs N      runs of each start-up variant (default 10)
@@ -104,7 +106,10 @@ function options() {
     : values.only
       ? list('only', ['load', 'startup', 'scrape', 'lookup', 'trouble'])
       : ['load', 'startup', 'scrape', 'lookup'];
-  const configs = list('configs', Object.keys(CONFIGS));
+  const configs = list(
+    'configs',
+    Object.keys(CONFIGS).filter((c) => !CONFIGS[c].startupOnly),
+  );
   if (!configs.includes('none')) configs.unshift('none');
   return {
     quick: Boolean(q),

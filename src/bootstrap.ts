@@ -51,16 +51,18 @@ export function bootstrap(): Promise<void> {
     const { loadConfig } = require('./config') as typeof import('./config');
     const config = loadConfig();
     if (config.sdkDisabled) return state.ready;
-    const waitForEsmHooks = registerEsmHooks();
+    const waitForEsmHooks = config.esmHooks ? registerEsmHooks() : undefined;
     const { startTelemetry } = require('./sdk') as typeof import('./sdk');
     const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
     state.telemetry = startTelemetry(config);
     installShutdownHooks(state.telemetry);
     // The instrumentations just sent the loader the modules they hook; ESM modules imported
     // before the loader acknowledged that list would go unpatched.
-    state.ready = waitForEsmHooks().catch((err: unknown) => {
-      warn('DLOTEL_START_FAILED', `ESM hooks were not acknowledged: ${describe(err)}`);
-    });
+    if (waitForEsmHooks !== undefined) {
+      state.ready = waitForEsmHooks().catch((err: unknown) => {
+        warn('DLOTEL_START_FAILED', `ESM hooks were not acknowledged: ${describe(err)}`);
+      });
+    }
   } catch (err) {
     warn(
       'DLOTEL_START_FAILED',

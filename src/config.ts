@@ -139,6 +139,12 @@ export interface Config {
   };
   /** Trace database calls made outside any traced operation (timers, start-up) as root spans. */
   readonly dbRootSpans: boolean;
+  /**
+   * DATALAB_ESM_HOOKS: register import-in-the-middle's ESM loader hooks. Off saves a loader
+   * thread at start-up for CommonJS services whose instrumented libraries are never imported
+   * through ESM.
+   */
+  readonly esmHooks: boolean;
   readonly health: {
     /** DATALAB_HEALTH_CHECKS: the built-in checks that may run. */
     readonly checks: readonly BuiltinHealthCheck[];
@@ -539,6 +545,7 @@ export function parseConfig(
   };
 
   const dbRootSpans = r.bool('DATALAB_DB_ROOT_SPANS', false);
+  const esmHooks = r.bool('DATALAB_ESM_HOOKS', true);
 
   const config: Config = deepFreeze({
     sdkDisabled,
@@ -569,6 +576,7 @@ export function parseConfig(
     management: { host, port, token },
     shutdownTimeoutMs,
     dbRootSpans,
+    esmHooks,
     health,
     traceFile,
     correlation: { header: correlationHeader },

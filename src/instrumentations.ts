@@ -5,7 +5,11 @@
 import { IncomingMessage } from 'node:http';
 import { context, type Span } from '@opentelemetry/api';
 import { getRPCMetadata } from '@opentelemetry/core';
-import type { Instrumentation } from '@opentelemetry/instrumentation';
+import {
+  type Instrumentation,
+  InstrumentationBase,
+  type InstrumentationModuleDefinition,
+} from '@opentelemetry/instrumentation';
 import type { Config, InstrumentationName } from './config';
 import { adoptCorrelationId, correlationResponseHook } from './correlation/http';
 import { redisStatement } from './db/redis';
@@ -13,6 +17,7 @@ import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
 import { trackRequestRoute } from './metrics/http';
+import { DISTRO_VERSION } from './version';
 import { warn, warnOnce } from './warnings';
 
 export interface InstrumentationHooks {
@@ -27,7 +32,110 @@ export interface InstrumentationHooks {
 
 type Factory = (config: Config, hooks: InstrumentationHooks) => Instrumentation;
 
-// `require` inside each factory keeps the package unloaded until it is enabled.
+/**
+ * The library instrumentations are loaded when the application first loads the library, not at
+ * start-up: most services use one or two of them (measured: the five packages cost about 8% of
+ * the preload's start-up). Their hooks, keyed by module name, are still registered now, for
+ * require and for the ESM loader alike. The names are each package's getModuleDefinitions(), in
+ * order (test/unit/instrumentations.test.ts keeps them in step).
+ */
+export const DEFERRED_MODULES: Partial<Record<InstrumentationName, readonly string[]>> = {
+  express: ['express'],
+  pg: ['pg', 'pg-pool'],
+  ioredis: ['ioredis'],
+  redis: ['redis', '@redis/client', '@node-redis/client'],
+  winston: ['winston', 'winston'],
+};
+
+const PACKAGES: Record<InstrumentationName, string> = {
+  http: '@opentelemetry/instrumentation-http',
+  undici: '@opentelemetry/instrumentation-undici',
+  express: '@opentelemetry/instrumentation-express',
+  pg: '@opentelemetry/instrumentation-pg',
+  ioredis: '@opentelemetry/instrumentation-ioredis',
+  redis: '@opentelemetry/instrumentation-redis',
+  winston: '@opentelemetry/instrumentation-winston',
+  'runtime-node': '@opentelemetry/instrumentation-runtime-node',
+};
+
+type Definition = InstrumentationModuleDefinition;
+const DEFINITION_KEYS = ['supportedVersions', 'includePrerelease', 'patch', 'unpatch', 'files'];
+
+/**
+ * Stands in for an instrumentation until its library is loaded: the base class hooks the same
+ * module names, and the first time it reads a definition (the library or one of its files is
+ * being loaded) the real instrumentation is created, disabled (it registers no hooks of its
+ * own), given the providers, and its definitions answer from then on.
+ */
+function deferredInstrumentation(
+  name: InstrumentationName,
+  moduleNames: readonly string[],
+  create: () => Instrumentation,
+): Instrumentation {
+  // A missing package still fails at start-up, with the usual warning.
+  require.resolve(PACKAGES[name]);
+  let real: Instrumentation | undefined;
+  let failed = false;
+  let tracerProvider: Parameters<Instrumentation['setTracerProvider']>[0] | undefined;
+  let meterProvider: Parameters<Instrumentation['setMeterProvider']>[0] | undefined;
+  const definitions = (): Definition[] => {
+    if (real === undefined && !failed) {
+      try {
+        real = create();
+        if (tracerProvider !== undefined) real.setTracerProvider(tracerProvider);
+        if (meterProvider !== undefined) real.setMeterProvider(meterProvider);
+      } catch (err) {
+        failed = true;
+        warn(
+          'DLOTEL_INSTRUMENTATION_FAILED',
+          `instrumentation ${JSON.stringify(name)} could not be loaded (${
+            err instanceof Error ? err.message : String(err)
+          }); that library is not instrumented`,
+        );
+      }
+    }
+    return (
+      (real as { getModuleDefinitions?(): Definition[] } | undefined)?.getModuleDefinitions?.() ??
+      []
+    );
+  };
+  class DeferredInstrumentation extends InstrumentationBase {
+    constructor() {
+      super(`@datalab/otel/deferred-${name}`, DISTRO_VERSION, {});
+    }
+    protected init(): Definition[] {
+      return moduleNames.map((moduleName, i) => {
+        // Nothing supported and no files: a library whose instrumentation failed is left alone.
+        const fallback = {
+          supportedVersions: [],
+          files: [],
+        } as unknown as Definition;
+        const definition = { name: moduleName } as Definition;
+        for (const key of DEFINITION_KEYS) {
+          Object.defineProperty(definition, key, {
+            enumerable: true,
+            get: () => ((definitions()[i] ?? fallback) as unknown as Record<string, unknown>)[key],
+          });
+        }
+        return definition;
+      });
+    }
+    override setTracerProvider(provider: Parameters<Instrumentation['setTracerProvider']>[0]) {
+      tracerProvider = provider;
+      super.setTracerProvider(provider);
+      real?.setTracerProvider(provider);
+    }
+    override setMeterProvider(provider: Parameters<Instrumentation['setMeterProvider']>[0]) {
+      meterProvider = provider;
+      super.setMeterProvider(provider);
+      real?.setMeterProvider(provider);
+    }
+  }
+  return new DeferredInstrumentation();
+}
+
+// `require` inside each factory keeps the package unloaded until it is enabled. The deferred
+// ones (DEFERRED_MODULES) are built disabled: their stand-in holds the hooks.
 const FACTORIES: Record<InstrumentationName, Factory> = {
   http: (config, hooks) => {
     const { HttpInstrumentation } =
@@ -51,12 +159,16 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     // One span per middleware (body parsers, cors, …) costs every request and answers no
     // question the route and handler spans do not; the route is still recorded (the
     // instrumentation sets it before it checks what to ignore).
-    return new ExpressInstrumentation({ ignoreLayersType: [ExpressLayerType.MIDDLEWARE] });
+    return new ExpressInstrumentation({
+      enabled: false,
+      ignoreLayersType: [ExpressLayerType.MIDDLEWARE],
+    });
   },
   pg: (config) => {
     const { PgInstrumentation } =
       require('@opentelemetry/instrumentation-pg') as typeof import('@opentelemetry/instrumentation-pg');
     return new PgInstrumentation({
+      enabled: false,
       // Parameter values never leave the process (SPEC §4)…
       enhancedDatabaseReporting: false,
       // …nor do literals written inline: the span is exported only when it ends, so replacing
@@ -69,6 +181,7 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     const { IORedisInstrumentation } =
       require('@opentelemetry/instrumentation-ioredis') as typeof import('@opentelemetry/instrumentation-ioredis');
     return new IORedisInstrumentation({
+      enabled: false,
       dbStatementSerializer: redisStatement,
       requireParentSpan: !config.dbRootSpans,
     });
@@ -77,6 +190,7 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     const { RedisInstrumentation } =
       require('@opentelemetry/instrumentation-redis') as typeof import('@opentelemetry/instrumentation-redis');
     return new RedisInstrumentation({
+      enabled: false,
       dbStatementSerializer: redisStatement,
       requireParentSpan: !config.dbRootSpans,
     });
@@ -85,6 +199,7 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     const { WinstonInstrumentation } =
       require('@opentelemetry/instrumentation-winston') as typeof import('@opentelemetry/instrumentation-winston');
     return new WinstonInstrumentation({
+      enabled: false,
       // Records go out over OTLP only when a logs exporter is configured; the instrumentation
       // then adds the OpenTelemetry transport to every winston logger, once.
       disableLogSending: config.logs.exporters.length === 0,
@@ -136,7 +251,11 @@ export function createInstrumentations(
   for (const name of config.instrumentations) {
     if (!hooks.tracing && SPANS_ONLY.has(name)) continue;
     try {
-      out.push({ name, instrumentation: FACTORIES[name](config, hooks) });
+      const moduleNames = DEFERRED_MODULES[name];
+      const instrumentation = moduleNames
+        ? deferredInstrumentation(name, moduleNames, () => FACTORIES[name](config, hooks))
+        : FACTORIES[name](config, hooks);
+      out.push({ name, instrumentation });
       if (name === 'winston') {
         out.push({ name, instrumentation: new WinstonCorrelationInstrumentation() });
       }

@@ -58,6 +58,19 @@ export const CONFIGS = {
     }),
     metricsUrl: (p) => `http://127.0.0.1:${p.metrics}/metrics`,
   },
+  // Start-up only: the same, without import-in-the-middle's ESM loader thread.
+  'datalab-no-esm': {
+    title: '@datalab/otel with DATALAB_ESM_HOOKS=false',
+    args: () => ['--import', '@datalab/otel/register'],
+    env: (p) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${p.sink}`,
+      DATALAB_METRICS_HOST: '127.0.0.1',
+      DATALAB_METRICS_PORT: String(p.metrics),
+      DATALAB_ESM_HOOKS: 'false',
+    }),
+    metricsUrl: (p) => `http://127.0.0.1:${p.metrics}/metrics`,
+    startupOnly: true,
+  },
   stock: {
     title: 'stock OTel auto-instrumentations (traces 100% + metrics)',
     args: () => ['--require', STOCK_REGISTER],

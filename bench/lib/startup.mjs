@@ -14,6 +14,7 @@ const PROGRAM =
 export const STARTUP_VARIANTS = {
   'node -e 0': 'none',
   '--import @datalab/otel/register': 'datalab',
+  '--import @datalab/otel/register, DATALAB_ESM_HOOKS=false': 'datalab-no-esm',
   '--require @opentelemetry/auto-instrumentations-node/register': 'stock',
 };
 

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { type AppProcess, request, startApp } from '../support/app';
+import { startOtlpReceiver } from '../support/otlp-receiver';
 import { samplesNamed, sumOf } from '../support/prometheus-text';
 
 describe('entry points', () => {
@@ -25,6 +26,43 @@ describe('entry points', () => {
     assert.equal(await request(app.url('/users/7')), 200);
     const counters = samplesNamed(await app.scrape(), 'http_requests_total');
     assert.equal(counters[0]?.labels.endpoint, '/users/:id');
+  });
+
+  it('DATALAB_ESM_HOOKS=false: a CommonJS app keeps its spans; ESM-imported libraries go unpatched', async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const env = {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+        DATALAB_ESM_HOOKS: 'false',
+      };
+      const isExpress = (scope: string) => scope.includes('instrumentation-express');
+      app = await startApp({ fixture: 'express-app.cjs', preload: 'import', env });
+      assert.equal(await request(app.url('/items/abc')), 200);
+      await receiver.waitFor(
+        () => receiver.spans.some((s) => isExpress(s.scope)),
+        10_000,
+        'an Express span of the CommonJS app',
+      );
+      await app.stop();
+      receiver.clear();
+
+      // The trade-off the setting documents: express imported from ESM is not patched (no
+      // Express span), the server span and the route-template metrics remain.
+      app = await startApp({ fixture: 'express-app.mjs', preload: 'import', env });
+      assert.equal(await request(app.url('/items/abc')), 200);
+      await receiver.waitFor(
+        () => receiver.spans.some((s) => s.kind === 2),
+        10_000,
+        'the server span of the ESM app',
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(!receiver.spans.some((s) => isExpress(s.scope)), 'no Express span');
+      const counters = samplesNamed(await app.scrape(), 'http_requests_total');
+      assert.equal(counters[0]?.labels.endpoint, '/items/:name');
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('loaded twice (NODE_OPTIONS and --require) starts once', async () => {

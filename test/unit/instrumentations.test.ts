@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import type { InstrumentationBase } from '@opentelemetry/instrumentation';
+import { DEFERRED_MODULES } from '../../src/instrumentations';
+
+const CLASSES: Record<string, [string, string]> = {
+  express: ['@opentelemetry/instrumentation-express', 'ExpressInstrumentation'],
+  pg: ['@opentelemetry/instrumentation-pg', 'PgInstrumentation'],
+  ioredis: ['@opentelemetry/instrumentation-ioredis', 'IORedisInstrumentation'],
+  redis: ['@opentelemetry/instrumentation-redis', 'RedisInstrumentation'],
+  winston: ['@opentelemetry/instrumentation-winston', 'WinstonInstrumentation'],
+};
+
+describe('deferred instrumentations', () => {
+  for (const [name, moduleNames] of Object.entries(DEFERRED_MODULES)) {
+    it(`${name}: the stand-in hooks exactly the modules the instrumentation defines`, () => {
+      const [pkg, cls] = CLASSES[name] as [string, string];
+      const Ctor = (require(pkg) as Record<string, new (c: object) => InstrumentationBase>)[cls];
+      const real = new (Ctor as new (c: object) => InstrumentationBase)({
+        enabled: false,
+      });
+      assert.deepEqual(
+        real.getModuleDefinitions().map((d) => d.name),
+        moduleNames,
+      );
+    });
+  }
+});
