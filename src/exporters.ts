@@ -168,7 +168,10 @@ const LOW_MEMORY_DELTA: ReadonlySet<InstrumentType> = new Set([
  */
 function otlpTemporality(env: OtelEnv): (type: InstrumentType) => AggregationTemporality {
   const raw = env.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE;
-  const preference = (raw === undefined || raw.trim() === '' ? 'cumulative' : raw).toLowerCase();
+  // Trimmed, as the exporters' own environment reader does.
+  const preference = (
+    raw === undefined || raw.trim() === '' ? 'cumulative' : raw.trim()
+  ).toLowerCase();
   const deltaFor = (types: ReadonlySet<InstrumentType>) => (type: InstrumentType) =>
     types.has(type) ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE;
   if (preference === 'delta') return deltaFor(DELTA_TEMPORALITY);

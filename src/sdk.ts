@@ -301,9 +301,9 @@ export function startTelemetry(config: Config): Telemetry {
       isOwnServer((req.socket as { server?: Server } | undefined)?.server),
     tracing,
   });
-  const disableInboundContext = tracing
-    ? undefined
-    : enableInboundContext({ header: config.correlation.header, isOwnServer });
+  // Like the instrumentations, it stays in place at shutdown: requests served while telemetry
+  // flushes keep their correlation IDs.
+  if (!tracing) enableInboundContext({ header: config.correlation.header, isOwnServer });
   registerInstrumentations({
     instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients],
     tracerProvider,
@@ -335,7 +335,6 @@ export function startTelemetry(config: Config): Telemetry {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
         // other wrappers of the same methods.
         httpMetrics.disable();
-        disableInboundContext?.();
         await Promise.allSettled([
           management.close(),
           tracerProvider?.shutdown(),

@@ -9,6 +9,7 @@
  * ping the application's real connections.
  */
 import { performance } from 'node:perf_hooks';
+import { context } from '@opentelemetry/api';
 import {
   InstrumentationBase,
   InstrumentationNodeModuleDefinition,
@@ -136,6 +137,32 @@ function unstack(target: Target, name: string): void {
   }
 }
 
+const kCallback = Symbol('datalab.otel.queryCallback');
+
+/**
+ * pg calls a query's callback from its socket's events, that is in the context of whichever
+ * request opened the pooled connection: log lines and outbound calls made in the callback would
+ * carry that request's correlation ID. instrumentation-pg rebinds callbacks only when it makes a
+ * span (not in metrics-only mode, nor outside a traced request). pg's Query constructor assigns
+ * `this.callback` while the caller's context is active, so an accessor on the prototype binds it
+ * there, whoever wraps `Client#query` (pg itself binds the same property to `process.domain`).
+ * Left in place on unpatch: a query in flight would otherwise lose its callback.
+ */
+function bindQueryCallbacks(proto: Target): void {
+  if (Object.hasOwn(proto, 'callback')) return;
+  type Holder = { [kCallback]?: unknown };
+  Object.defineProperty(proto, 'callback', {
+    configurable: true,
+    get(this: Holder) {
+      return this[kCallback];
+    },
+    set(this: Holder, fn: unknown) {
+      this[kCallback] =
+        typeof fn === 'function' ? context.bind(context.active(), fn as AnyFunction) : fn;
+    },
+  });
+}
+
 function guard(err: unknown): void {
   warnOnce(
     'DLOTEL_INTERNAL_ERROR',
@@ -171,6 +198,7 @@ export class DbClientsInstrumentation extends InstrumentationBase {
         ['>=8 <9'],
         (mod: { Query: { prototype: Proto } }) => {
           this.patchPgQueryClass(cjs(mod).Query);
+          bindQueryCallbacks(cjs(mod).Query.prototype);
           return mod;
         },
         (mod: { Query: { prototype: Proto } }) => {
@@ -197,6 +225,9 @@ export class DbClientsInstrumentation extends InstrumentationBase {
     return function connect(this: PgPoolLike, ...args: unknown[]) {
       try {
         registry.addPool(this);
+        // A caller waiting for a free connection is called back when another request releases
+        // one: without this, in that request's context (its correlation ID in our log lines).
+        if (typeof args[0] === 'function') args[0] = context.bind(context.active(), args[0]);
       } catch (err) {
         guard(err);
       }

@@ -360,3 +360,39 @@ describe('correlation IDs with no span sink (metrics only)', () => {
     assert.equal(receiver.spans.length, 0);
   });
 });
+
+describe('correlation IDs in pg and ioredis callbacks (a pool of one connection)', () => {
+  let app: AppProcess | undefined;
+  afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+  });
+
+  const MODES: [string, Record<string, string>][] = [
+    ['traced', {}],
+    ['metrics only', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
+  ];
+  for (const [mode, env] of MODES) {
+    it(`${mode}: every callback logs its own request's ID, queued requests included`, async () => {
+      app = await startApp({ fixture: 'callback-db-app.cjs', preload: 'require', env });
+      const running = app;
+      const ids = Array.from({ length: 8 }, (_, i) => `cb-${i}-${randomBytes(3).toString('hex')}`);
+      const statuses = await Promise.all(
+        ids.map(async (id) => {
+          const res = await fetch(running.url('/'), { headers: { 'x-correlation-id': id } });
+          await res.arrayBuffer();
+          return res.status;
+        }),
+      );
+      assert.deepEqual(statuses, Array(ids.length).fill(200));
+      await new Promise((r) => setTimeout(r, 100));
+      const lines = jsonLines(running).filter((l) => String(l.message).endsWith(' answered'));
+      assert.equal(lines.length, ids.length * 3, 'three callbacks per request');
+      for (const line of lines) assert.equal(line.error, undefined, JSON.stringify(line));
+      for (const id of ids) {
+        const own = lines.filter((l) => l.correlation_id === id).map((l) => l.message);
+        assert.deepEqual(own.sort(), ['client answered', 'pg answered', 'redis answered'], id);
+      }
+    });
+  }
+});
