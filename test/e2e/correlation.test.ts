@@ -58,6 +58,23 @@ function headerOf(raw: string, name: string): string[] {
     .map((l) => l.slice(name.length + 1).trim());
 }
 
+/** 200 overlapping requests to service A's /echo, each with its own ID: each answer and log line keeps it. */
+async function checkConcurrentIds(a: AppProcess): Promise<void> {
+  const ids = Array.from({ length: 200 }, (_, i) => `req-${i}-${randomBytes(3).toString('hex')}`);
+  const answers = await Promise.all(
+    ids.map(async (id, n) => {
+      const res = await fetch(a.url(`/echo?n=${n}`), { headers: { 'x-correlation-id': id } });
+      await res.arrayBuffer();
+      return res.headers.get('x-correlation-id');
+    }),
+  );
+  assert.deepEqual(answers, ids);
+  await new Promise((r) => setTimeout(r, 100));
+  const echoes = jsonLines(a).filter((l) => l.message === 'echo');
+  const byN = new Map(echoes.map((l) => [Number(l.n), l.correlation_id]));
+  for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
+}
+
 describe('correlation IDs across services, in spans and logs', () => {
   let receiver: OtlpReceiver;
   let a: AppProcess;
@@ -221,19 +238,7 @@ describe('correlation IDs across services, in spans and logs', () => {
   });
 
   it('200 concurrent requests: every log line carries its own request ID', async () => {
-    const ids = Array.from({ length: 200 }, (_, i) => `req-${i}-${randomBytes(3).toString('hex')}`);
-    const answers = await Promise.all(
-      ids.map(async (id, n) => {
-        const res = await fetch(a.url(`/echo?n=${n}`), { headers: { 'x-correlation-id': id } });
-        await res.arrayBuffer();
-        return res.headers.get('x-correlation-id');
-      }),
-    );
-    assert.deepEqual(answers, ids);
-    await new Promise((r) => setTimeout(r, 100));
-    const echoes = jsonLines(a).filter((l) => l.message === 'echo');
-    const byN = new Map(echoes.map((l) => [Number(l.n), l.correlation_id]));
-    for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
+    await checkConcurrentIds(a);
   });
 });
 
@@ -344,19 +349,7 @@ describe('correlation IDs with no span sink (metrics only)', () => {
   });
 
   it('200 concurrent requests: every log line carries its own request ID, and no span is sent', async () => {
-    const ids = Array.from({ length: 200 }, (_, i) => `req-${i}-${randomBytes(3).toString('hex')}`);
-    const answers = await Promise.all(
-      ids.map(async (id, n) => {
-        const res = await fetch(a.url(`/echo?n=${n}`), { headers: { 'x-correlation-id': id } });
-        await res.arrayBuffer();
-        return res.headers.get('x-correlation-id');
-      }),
-    );
-    assert.deepEqual(answers, ids);
-    await new Promise((r) => setTimeout(r, 100));
-    const echoes = jsonLines(a).filter((l) => l.message === 'echo');
-    const byN = new Map(echoes.map((l) => [Number(l.n), l.correlation_id]));
-    for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
+    await checkConcurrentIds(a);
     assert.equal(receiver.spans.length, 0);
   });
 });
