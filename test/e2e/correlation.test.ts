@@ -58,6 +58,27 @@ function headerOf(raw: string, name: string): string[] {
     .map((l) => l.slice(name.length + 1).trim());
 }
 
+/** Service B (CommonJS, --require), then service A (ESM, --import, access log on) calling it. */
+async function startServices(
+  env: Record<string, string>,
+): Promise<{ a: AppProcess; b: AppProcess }> {
+  const b = await startApp({
+    fixture: 'svc-b.cjs',
+    preload: 'require',
+    env: { ...env, OTEL_SERVICE_NAME: 'svc-b' },
+  });
+  const a = await startApp({
+    fixture: 'svc-a.mjs',
+    env: {
+      ...env,
+      OTEL_SERVICE_NAME: 'svc-a',
+      SERVICE_B_URL: b.url('/'),
+      DATALAB_ACCESS_LOG: 'true',
+    },
+  });
+  return { a, b };
+}
+
 /** 200 overlapping requests to service A's /echo, each with its own ID: each answer and log line keeps it. */
 async function checkConcurrentIds(a: AppProcess): Promise<void> {
   const ids = Array.from({ length: 200 }, (_, i) => `req-${i}-${randomBytes(3).toString('hex')}`);
@@ -83,20 +104,7 @@ describe('correlation IDs across services, in spans and logs', () => {
   before(async () => {
     receiver = await startOtlpReceiver();
     const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100' };
-    b = await startApp({
-      fixture: 'svc-b.cjs',
-      preload: 'require',
-      env: { ...otlp, OTEL_SERVICE_NAME: 'svc-b' },
-    });
-    a = await startApp({
-      fixture: 'svc-a.mjs',
-      env: {
-        ...otlp,
-        OTEL_SERVICE_NAME: 'svc-a',
-        SERVICE_B_URL: b.url('/'),
-        DATALAB_ACCESS_LOG: 'true',
-      },
-    });
+    ({ a, b } = await startServices(otlp));
   });
   after(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
@@ -253,20 +261,7 @@ describe('correlation IDs with no span sink (metrics only)', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_TRACES_EXPORTER: 'none',
     };
-    b = await startApp({
-      fixture: 'svc-b.cjs',
-      preload: 'require',
-      env: { ...metricsOnly, OTEL_SERVICE_NAME: 'svc-b' },
-    });
-    a = await startApp({
-      fixture: 'svc-a.mjs',
-      env: {
-        ...metricsOnly,
-        OTEL_SERVICE_NAME: 'svc-a',
-        SERVICE_B_URL: b.url('/'),
-        DATALAB_ACCESS_LOG: 'true',
-      },
-    });
+    ({ a, b } = await startServices(metricsOnly));
   });
   after(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
