@@ -41,6 +41,7 @@ import {
   startPrometheus,
 } from '../support/prometheus-server';
 import { isMap, type YamlValue } from '../support/prometheus-yaml';
+import { skipBecause } from '../support/skip';
 
 const GATEWAY = 'api-gateway';
 const AI = 'ai-service';
@@ -459,8 +460,10 @@ describe('operations bundle end to end: the Collector agent between a service an
   it('serves the distro metric names unchanged to Prometheus (when otelcol-contrib is on PATH)', async function () {
     const collector = findTool('otelcol-contrib') ?? findTool('otelcol');
     if (!collector) {
-      console.log('      skipped: no otelcol-contrib or otelcol on PATH: the agent was not run');
-      this.skip();
+      skipBecause(
+        this,
+        'no otelcol-contrib or otelcol on PATH (neither Debian nor npm packages the Collector; put a release binary of opentelemetry-collector-releases on PATH to run it); the agent was not run',
+      );
     }
     const promBinary = requirePrometheusTool(this, 'prometheus');
     const dir = mkdtempSync(join(tmpdir(), 'datalab-otelcol-'));

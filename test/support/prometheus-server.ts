@@ -8,6 +8,7 @@ import { accessSync, constants, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePort } from './app';
+import { skipBecause } from './skip';
 
 export const IN_CI = process.env.CI === 'true';
 
@@ -35,8 +36,7 @@ export function requirePrometheusTool(ctx: Mocha.Context, name: 'promtool' | 'pr
   if (path) return path;
   const reason = `${name} is not on PATH (Debian: apt-get install prometheus; .ci/run installs it)`;
   if (IN_CI) throw new Error(`${reason}: required in CI`);
-  console.log(`      skipped: ${reason}`);
-  ctx.skip();
+  skipBecause(ctx, reason);
 }
 
 export interface RunResult {

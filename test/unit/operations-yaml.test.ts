@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { COLLECTOR, readCollectorFile } from '../support/prometheus-bundle';
 import { parseYaml, YamlSubsetError } from '../support/prometheus-yaml';
+import { skipBecause } from '../support/skip';
 
 function yamlFiles(dir: string): string[] {
   const out: string[] = [];
@@ -144,8 +145,7 @@ describe('operations: YAML subset reader', () => {
       // js-yaml comes with mocha; in CI its absence means the cross-check silently stopped.
       if (process.env.CI === 'true')
         assert.fail('js-yaml is missing: the YAML cross-check cannot run');
-      console.log('      note: js-yaml not installed, bundle files read by the subset reader only');
-      this.skip();
+      skipBecause(this, 'js-yaml is not installed: bundle files read by the subset reader only');
     }
   });
 });
