@@ -169,7 +169,7 @@ const DIAG_LEVELS: Record<DiagLevelName, DiagLogLevel> = {
 };
 
 /** Whether any span leaves the process: an exporter or the local trace file. */
-export function tracesGoSomewhere(config: Config): boolean {
+function tracesGoSomewhere(config: Config): boolean {
   return config.traces.exporters.length > 0 || config.traceFile.enabled;
 }
 
@@ -301,8 +301,6 @@ export function startTelemetry(config: Config): Telemetry {
       isOwnServer((req.socket as { server?: Server } | undefined)?.server),
     tracing,
   });
-  // Like the instrumentations, it stays in place at shutdown: requests served while telemetry
-  // flushes keep their correlation IDs.
   if (!tracing) enableInboundContext({ header: config.correlation.header, isOwnServer });
   registerInstrumentations({
     instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients],

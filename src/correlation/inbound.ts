@@ -65,19 +65,17 @@ export interface InboundOptions {
   readonly isOwnServer: (server: Server) => boolean;
 }
 
-/** Wraps the `emit` of http and https servers; returns the function that unwraps them. */
-export function enableInboundContext(options: InboundOptions): () => void {
-  const restores = [
-    wrapEmit(http.Server.prototype as unknown as Patchable, options),
-    wrapEmit(https.Server.prototype as unknown as Patchable, options),
-  ];
-  return () => {
-    for (const restore of restores) restore();
-  };
+/**
+ * Wraps the `emit` of http and https servers, for the life of the process: like the
+ * instrumentations, it stays in place at shutdown, so requests served while telemetry flushes
+ * keep their correlation IDs.
+ */
+export function enableInboundContext(options: InboundOptions): void {
+  wrapEmit(http.Server.prototype as unknown as Patchable, options);
+  wrapEmit(https.Server.prototype as unknown as Patchable, options);
 }
 
-function wrapEmit(proto: Patchable, options: InboundOptions): () => void {
-  const hadOwn = Object.hasOwn(proto, 'emit');
+function wrapEmit(proto: Patchable, options: InboundOptions): void {
   const original = proto.emit;
   const { header, isOwnServer } = options;
   // `arguments` rather than rest parameters: every server event passes through here, and only
@@ -105,9 +103,5 @@ function wrapEmit(proto: Patchable, options: InboundOptions): () => void {
       return original.apply(this, all);
     }
     return context.with(ctx, original, this, event, request, response);
-  };
-  return () => {
-    if (hadOwn) proto.emit = original;
-    else delete (proto as Partial<Patchable>).emit;
   };
 }

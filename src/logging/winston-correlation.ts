@@ -26,7 +26,7 @@ interface LoggerProto {
 }
 
 /** Sets `correlation_id` on a winston info object when the active context has one. */
-export function addCorrelationId(info: unknown): void {
+function addCorrelationId(info: unknown): void {
   if (info === null || typeof info !== 'object') return;
   const id = correlationIdFrom(context.active());
   if (id !== undefined) (info as Record<string, unknown>).correlation_id = id;

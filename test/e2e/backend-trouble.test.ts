@@ -262,11 +262,21 @@ describe('OTLP backend in trouble: the service never pays', function () {
     await burst(running, 400);
     // Each failed batch of 64 takes up to the 1 s export timeout: on a busy machine reaching 400
     // takes longer than the default wait, which is about time, not behaviour.
-    await waitUntil(
-      'spans counted as dropped',
-      async () => (await dropped(running, 'traces', 'export_failed')) >= 400,
-      30_000,
-    );
+    try {
+      await waitUntil(
+        'spans counted as dropped',
+        async () => (await dropped(running, 'traces', 'export_failed')) >= 400,
+        30_000,
+      );
+    } catch (err) {
+      // What the next reader needs to tell a slow machine from exports that stopped.
+      const failed = await dropped(running, 'traces', 'export_failed');
+      const full = await dropped(running, 'traces', 'queue_full');
+      throw new Error(
+        `${(err as Error).message}: export_failed=${failed} queue_full=${full}\n` +
+          running.stderr.slice(-20).join('\n'),
+      );
+    }
     assert.ok((await dropped(running, 'metrics', 'export_failed')) >= 1);
     assert.match(exportWarnings(running, 'traces')[0] as string, /ECONNREFUSED|refused/i);
 
