@@ -177,7 +177,7 @@ function environment(opts) {
         'ioredis',
         '@opentelemetry/auto-instrumentations-node',
         '@opentelemetry/sdk-node',
-        '@opentelemetry/sdk-trace-base',
+        '@opentelemetry/sdk-trace',
       ].map((p) => [p, version(p)]),
     ),
   };

@@ -23,7 +23,7 @@ export type SamplerName =
   | 'parentbased_always_on'
   | 'parentbased_always_off'
   | 'parentbased_traceidratio';
-export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi' | 'jaeger';
+export type PropagatorName = 'tracecontext' | 'baggage' | 'b3' | 'b3multi';
 export type LogLevelName = 'error' | 'warn' | 'info' | 'http' | 'verbose' | 'debug' | 'silly';
 export const LOG_LEVELS: readonly LogLevelName[] = [
   'error',
@@ -438,7 +438,7 @@ export function parseConfig(
 
   const propagators = r.list<PropagatorName>(
     'OTEL_PROPAGATORS',
-    ['tracecontext', 'baggage', 'b3', 'b3multi', 'jaeger'],
+    ['tracecontext', 'baggage', 'b3', 'b3multi'],
     DEFAULTS.propagators,
     { none: true },
   );

@@ -17,6 +17,7 @@ import {
   metrics,
   propagation,
   type TextMapPropagator,
+  trace,
 } from '@opentelemetry/api';
 import {
   CompositePropagator,
@@ -32,8 +33,7 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
-import type { Sampler, SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { Sampler, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { Config, DiagLevelName } from './config';
 import { enableInboundContext } from './correlation/inbound';
 import { CorrelationPropagator } from './correlation/propagator';
@@ -94,7 +94,7 @@ export function buildResource(config: Config): Resource {
 
 export function buildSampler(config: Config): Sampler {
   const { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } =
-    require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
+    require('@opentelemetry/sdk-trace') as typeof import('@opentelemetry/sdk-trace');
   const ratio = () => new TraceIdRatioBasedSampler(config.traces.samplerArg);
   switch (config.traces.sampler) {
     case 'always_on':
@@ -125,10 +125,6 @@ function buildPropagator(config: Config): TextMapPropagator {
             name === 'b3' ? b3.B3InjectEncoding.SINGLE_HEADER : b3.B3InjectEncoding.MULTI_HEADER,
         }),
       );
-    } else if (name === 'jaeger') {
-      const jaeger =
-        require('@opentelemetry/propagator-jaeger') as typeof import('@opentelemetry/propagator-jaeger');
-      propagators.push(new jaeger.JaegerPropagator());
     }
   }
   // Correlation IDs travel whatever OTEL_PROPAGATORS says; W3C baggage, when enabled, is handled
@@ -141,7 +137,7 @@ function buildPropagator(config: Config): TextMapPropagator {
 function buildLoggerProvider(config: Config, resource: Resource): LoggerProvider | undefined {
   if (config.logs.exporters.length === 0) return undefined;
   // Loaded only when logs are exported: most services never pay for the logs SDK.
-  const { logs } = require('@opentelemetry/api-logs') as typeof import('@opentelemetry/api-logs');
+  const { logs } = require('@opentelemetry/api') as typeof import('@opentelemetry/api');
   const { BatchLogRecordProcessor, ConsoleLogRecordExporter, LoggerProvider } =
     require('@opentelemetry/sdk-logs') as typeof import('@opentelemetry/sdk-logs');
   const processors = config.logs.exporters.map(
@@ -173,18 +169,24 @@ function tracesGoSomewhere(config: Config): boolean {
   return config.traces.exporters.length > 0 || config.traceFile.enabled;
 }
 
-function startTracing(config: Config, resource: Resource): NodeTracerProvider {
-  const { BatchSpanProcessor, ConsoleSpanExporter } =
-    require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
-  const { NodeTracerProvider } =
-    require('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node');
+/** Context and propagation: the correlation IDs are built on them, with or without tracing. */
+function startContext(config: Config): void {
+  const { AsyncLocalStorageContextManager } =
+    require('@opentelemetry/context-async-hooks') as typeof import('@opentelemetry/context-async-hooks');
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(buildPropagator(config));
+}
+
+function startTracing(config: Config, resource: Resource): TracerProvider {
+  const { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider } =
+    require('@opentelemetry/sdk-trace') as typeof import('@opentelemetry/sdk-trace');
   const spanProcessors: SpanProcessor[] = [new CorrelationSpanProcessor(), new SpanScrubber()];
   for (const name of config.traces.exporters) {
     const exporter =
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
-    const processor = new BatchSpanProcessor(
-      guardSpanExporter(name === 'otlp' ? 'OTLP' : name, exporter),
-    );
+    const processor = new BatchSpanProcessor({
+      exporter: guardSpanExporter(name === 'otlp' ? 'OTLP' : name, exporter),
+    });
     spanProcessors.push(countingQueueDrops(processor));
   }
   if (config.traceFile.enabled) {
@@ -195,15 +197,17 @@ function startTracing(config: Config, resource: Resource): NodeTracerProvider {
       maxTotalBytes: config.traceFile.maxBytes,
       name: config.serviceName,
     });
-    const processor = new BatchSpanProcessor(guardSpanExporter('the local trace file', file));
+    const processor = new BatchSpanProcessor({
+      exporter: guardSpanExporter('the local trace file', file),
+    });
     spanProcessors.push(countingQueueDrops(processor));
   }
-  const tracerProvider = new NodeTracerProvider({
+  const tracerProvider = new TracerProvider({
     resource,
     sampler: buildSampler(config),
     spanProcessors,
   });
-  tracerProvider.register({ propagator: buildPropagator(config) });
+  trace.setGlobalTracerProvider(tracerProvider);
   return tracerProvider;
 }
 
@@ -224,13 +228,8 @@ export function startTelemetry(config: Config): Telemetry {
   // through, and context and propagation (the correlation ids are built on them) are set up
   // directly.
   const tracing = tracesGoSomewhere(config);
+  startContext(config);
   const tracerProvider = tracing ? startTracing(config, resource) : undefined;
-  if (!tracing) {
-    const { AsyncLocalStorageContextManager } =
-      require('@opentelemetry/context-async-hooks') as typeof import('@opentelemetry/context-async-hooks');
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    propagation.setGlobalPropagator(buildPropagator(config));
-  }
   const loggerProvider = buildLoggerProvider(config, resource);
 
   // Metrics. The per-request counter and histograms live outside the SDK (metrics/instruments.ts);

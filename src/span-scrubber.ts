@@ -5,7 +5,7 @@
  * value (`invalid input syntax for type integer: "<value>"`). The status gets the sanitised text.
  */
 import { SpanStatusCode } from '@opentelemetry/api';
-import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 
 const PG_SCOPE = '@opentelemetry/instrumentation-pg';
 

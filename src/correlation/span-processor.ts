@@ -3,7 +3,7 @@
  * backend search by correlation ID finds every span, not only the server span.
  */
 import type { Context } from '@opentelemetry/api';
-import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { correlationIdFrom } from './context';
 import { CORRELATION_ATTRIBUTE } from './id';
 

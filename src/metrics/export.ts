@@ -8,7 +8,7 @@ import type {
   ReadableSpan,
   Span,
   SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 import { droppedByFailedExports, type Signal } from '../exporters';
 
 /** BatchSpanProcessor's queue, read to know whether it is about to drop a span. */

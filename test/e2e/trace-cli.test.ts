@@ -13,10 +13,10 @@ import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BasicTracerProvider,
+  TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+} from '@opentelemetry/sdk-trace';
 import { FileSpanExporter } from '../../src/traces/file-exporter';
 import { type AppProcess, freePort, ROOT, startApp } from '../support/app';
 
@@ -203,7 +203,7 @@ describe('local trace store rotation', () => {
     const cap = 64 * 1024;
     const exporter = new FileSpanExporter({ dir, maxTotalBytes: cap, name: 'rotation' });
     const memory = new InMemorySpanExporter();
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory)] });
+    const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
     const tracer = provider.getTracer('test');
     let last = '';
     for (let i = 0; i < 600; i++) {
