@@ -13,9 +13,9 @@ import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  TracerProvider,
   InMemorySpanExporter,
   SimpleSpanProcessor,
+  TracerProvider,
 } from '@opentelemetry/sdk-trace';
 import { FileSpanExporter } from '../../src/traces/file-exporter';
 import { type AppProcess, freePort, ROOT, startApp } from '../support/app';
@@ -203,7 +203,9 @@ describe('local trace store rotation', () => {
     const cap = 64 * 1024;
     const exporter = new FileSpanExporter({ dir, maxTotalBytes: cap, name: 'rotation' });
     const memory = new InMemorySpanExporter();
-    const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
+    const provider = new TracerProvider({
+      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
+    });
     const tracer = provider.getTracer('test');
     let last = '';
     for (let i = 0; i < 600; i++) {
