@@ -18,7 +18,7 @@ import { runLookup } from './lib/lookup.mjs';
 import { formatReport, targets } from './lib/report.mjs';
 import { runScrape } from './lib/scrape.mjs';
 import { BENCH, CONFIGS, ROOT, SERVERS, WORK } from './lib/setup.mjs';
-import { runStartup } from './lib/startup.mjs';
+import { runFirstResponse, runStartup } from './lib/startup.mjs';
 import { runTrouble, summarizeTrouble } from './lib/trouble.mjs';
 
 const USAGE = `usage: npm run bench -- [options]
@@ -245,6 +245,14 @@ async function main() {
     if (opts.sections.includes('startup')) {
       progress(`start-up: ${opts.startupRuns} runs of each variant…`);
       result.startup = await runStartup({
+        runs: opts.startupRuns,
+        sinkPort: sink.port,
+        pin: opts.pin,
+      });
+      progress(
+        `start-up: spawn to first response, ${opts.startupRuns} runs of each server and configuration…`,
+      );
+      result.firstResponse = await runFirstResponse({
         runs: opts.startupRuns,
         sinkPort: sink.port,
         pin: opts.pin,

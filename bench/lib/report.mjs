@@ -1,6 +1,6 @@
 // The report printed on stdout (Markdown, so that docs/performance.md can quote it as is) and
 // the issue-8 targets checked against a result.
-import { SERVERS } from './setup.mjs';
+import { CONFIGS, SERVERS } from './setup.mjs';
 import { formatTrouble, TROUBLE_MIN_RATIO, TROUBLE_MODES } from './trouble.mjs';
 
 const SHORT = {
@@ -111,6 +111,28 @@ function startupTable(s) {
   return `${lines.join('\n')}\n\nMedian of ${s.runs} runs each (variants alternated, deltas paired run by run).`;
 }
 
+function firstResponseTable(f) {
+  const lines = [
+    '| server | configuration | spawn to first response | added |',
+    '|---|---|---|---|',
+  ];
+  for (const [server, configs] of Object.entries(f.servers)) {
+    let first = true;
+    for (const [config, v] of Object.entries(configs)) {
+      const base = config === 'none';
+      lines.push(
+        `| ${first ? SERVERS[server].title : ''} | ${CONFIGS[config].title} | ${fixed(v.ms.median, 0)} ms | ${
+          base
+            ? ''
+            : `${signed(v.addedMs.median)} ms [${signed(v.addedMs.min)} to ${signed(v.addedMs.max)}]`
+        } |`,
+      );
+      first = false;
+    }
+  }
+  return `${lines.join('\n')}\n\nMedian of ${f.runs} runs each (configurations alternated, deltas paired run by run); from spawn until the route answers 200.`;
+}
+
 function scrapeText(s) {
   return `/metrics at the endpoint cap (${s.endpoints} endpoints x ${s.methods.length} methods x ${s.statuses.length} statuses = ${s.requestSeries.toLocaleString('en')} \`http_requests_total\` series, ${s.series.toLocaleString('en')} samples in all${s.overflow ? ', with an __overflow__ series' : ''}): median ${ms(s.ms.median)} (p90 ${ms(s.p90Ms)}, max ${ms(s.ms.max)}) over ${s.scrapes} scrapes, ${fixed(s.bytes / 1024, 0)} KiB, ${fixed(s.serverCpuMsPerScrape, 1)} ms of server CPU per scrape.`;
 }
@@ -208,6 +230,8 @@ export function formatReport(result) {
     if (spans) parts.push('Spans exported per request, by name:', spans);
   }
   if (result.startup) parts.push('### Start-up', startupTable(result.startup));
+  if (result.firstResponse)
+    parts.push('### Spawn to first response', firstResponseTable(result.firstResponse));
   if (result.scrape) parts.push('### Scrape', scrapeText(result.scrape));
   if (result.lookup) parts.push('### Trace lookup', lookupText(result.lookup));
   if (result.trouble) parts.push(formatTrouble(result.trouble, o));

@@ -1,10 +1,12 @@
 // Start-up cost: wall time and peak RSS of `node -e 0` alone, with `--import @datalab/otel/register`
 // and with `--require @opentelemetry/auto-instrumentations-node/register`, same exporters and
 // (for the stock one) no cloud detectors. Variants alternate run by run; deltas are paired.
+import http from 'node:http';
+import { join } from 'node:path';
 import { pinned, startChild } from './children.mjs';
 import { freePort } from './ports.mjs';
 import { median, summary } from './proc.mjs';
-import { baseEnv, CONFIGS, ROOT } from './setup.mjs';
+import { BENCH, baseEnv, CONFIGS, configsFor, ROOT, SERVERS } from './setup.mjs';
 
 // `node -e 0`, plus an exit hook that reports the peak RSS (getrusage ru_maxrss, in KiB, covers
 // every thread, the ESM loader-hooks thread included) and how many CommonJS modules were loaded.
@@ -65,4 +67,69 @@ export async function runStartup({ runs, sinkPort, pin }) {
     };
   }
   return { runs, variants: out };
+}
+
+// Spawn to first response: what a deploy or a restart waits for. The bench servers are started
+// under each configuration and polled until the route answers 200; the app's own start-up
+// (Express, pg, ioredis) is inside the figure, as in production.
+const FIRST_RESPONSE_CONFIGS = ['none', 'datalab', 'datalab-metrics', 'stock', 'prom-bundle'];
+
+async function firstResponseOnce(server, config, sinkPort, pin) {
+  const cfg = CONFIGS[config];
+  const port = await freePort();
+  const env = baseEnv({
+    OTEL_SERVICE_NAME: 'bench-first-response',
+    PORT: String(port),
+    ...cfg.env({ sink: sinkPort, metrics: await freePort(), app: port }),
+  });
+  const file = join(BENCH, 'servers', SERVERS[server].file);
+  const [cmd, args] = pinned(0, process.execPath, [...cfg.args(), file], pin);
+  const t0 = process.hrtime.bigint();
+  const proc = startChild(cmd, args, { cwd: ROOT, env });
+  try {
+    const url = `http://127.0.0.1:${port}${SERVERS[server].path}`;
+    for (;;) {
+      if (proc.child.exitCode !== null)
+        throw new Error(`${server} under ${config} exited: ${proc.stderr.join('\n')}`);
+      const ok = await new Promise((resolve) => {
+        const req = http.get(url, { agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        });
+        req.on('error', () => resolve(false));
+      });
+      if (ok) return Number(process.hrtime.bigint() - t0) / 1e6;
+      if (Number(process.hrtime.bigint() - t0) > 30e9)
+        throw new Error(`${server} under ${config} did not answer within 30 s`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  } finally {
+    proc.child.kill('SIGKILL');
+    await proc.closed;
+  }
+}
+
+export async function runFirstResponse({ runs, sinkPort, pin, servers = Object.keys(SERVERS) }) {
+  const out = {};
+  for (const server of servers) {
+    const configs = configsFor(server, FIRST_RESPONSE_CONFIGS);
+    const samples = Object.fromEntries(configs.map((c) => [c, []]));
+    for (const config of configs) await firstResponseOnce(server, config, sinkPort, pin);
+    for (let i = 0; i < runs; i++) {
+      const shifted = [
+        ...configs.slice(i % configs.length),
+        ...configs.slice(0, i % configs.length),
+      ];
+      for (const config of shifted)
+        samples[config].push(await firstResponseOnce(server, config, sinkPort, pin));
+    }
+    const base = samples.none;
+    out[server] = Object.fromEntries(
+      configs.map((c) => [
+        c,
+        { ms: summary(samples[c]), addedMs: summary(samples[c].map((x, i) => x - base[i])) },
+      ]),
+    );
+  }
+  return { runs, servers: out };
 }
