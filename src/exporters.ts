@@ -163,7 +163,7 @@ const LOW_MEMORY_DELTA: ReadonlySet<InstrumentType> = new Set([
 /**
  * The periodic reader asks its exporter for temporalities when it is created, long before the
  * first export loads the exporter. This is the choice every OTLP metric exporter makes
- * (exporter-metrics-otlp-http's OTLPMetricExporterBase, 0.223.0), from the same variable and
+ * (exporter-metrics-otlp-http's OTLPMetricExporterBase, 0.301.x), from the same variable and
  * with the same warning; keep it in step when that package is upgraded.
  */
 function otlpTemporality(env: OtelEnv): (type: InstrumentType) => AggregationTemporality {
