@@ -2,15 +2,33 @@
  * The environment, read once into a typed, frozen object. Every other module reads this object,
  * never process.env, so that what the distro does is decided in one place and can be printed.
  *
+ * Every variable is one row of SETTINGS (name, default, reader, one line of documentation); the
+ * same rows drive `parseConfig`, `datalab-otel config` and the test that keeps
+ * docs/configuration.md in step. The OpenTelemetry SDK 3 components read no environment
+ * variables, so the batch processor, sampler and limit variables are read here and handed to
+ * them by sdk.ts.
+ *
  * `parseConfig` is pure (environment and package info in, config and warnings out) so that it
  * can be unit-tested; `loadConfig` feeds it the real process and prints the warnings.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
+import {
+  type ConfigWarning,
+  type Env,
+  parseBuckets,
+  parseResourceAttributes,
+  Reader,
+} from './config/reader';
+import { bool, type Get, int, list, oneOf, type Setting, setting, text } from './config/setting';
 import { setFaults } from './faults';
 import { BUILTIN_HEALTH_CHECKS, type BuiltinHealthCheck, HEALTH_DEFAULTS } from './health/types';
-import { quote, useStructuredWarnings, type WarningCode, warn } from './warnings';
+import { useStructuredWarnings, warn } from './warnings';
+
+export type { ConfigWarning } from './config/reader';
+export { parseBuckets, parseResourceAttributes } from './config/reader';
+export type { Setting } from './config/setting';
 
 export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
 export type TracesExporterName = 'otlp' | 'console';
@@ -50,7 +68,17 @@ export const DEFAULT_REDACT_KEYS: readonly string[] = Object.freeze([
   'apikey',
 ]);
 
+/** OpenTelemetry's diagnostic levels (OTEL_LOG_LEVEL), not the application's log levels. */
 export type DiagLevelName = 'none' | 'error' | 'warn' | 'info' | 'debug' | 'verbose' | 'all';
+const DIAG_LEVELS: readonly DiagLevelName[] = [
+  'none',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'verbose',
+  'all',
+];
 
 /** Instrumentations the distro ships, by the short names OpenTelemetry's env variables use. */
 export const INSTRUMENTATION_NAMES = [
@@ -70,17 +98,29 @@ export const DEFAULT_HTTP_BUCKETS: readonly number[] = Object.freeze([
   0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ]);
 
-export const DEFAULTS = Object.freeze({
-  metricsHost: '0.0.0.0',
-  metricsPort: 9464,
-  maxEndpoints: 200,
-  metricExportIntervalMs: 60_000,
-  metricExportTimeoutMs: 30_000,
-  shutdownTimeoutMs: 5_000,
-  protocol: 'http/protobuf' as OtlpProtocol,
-  sampler: 'parentbased_always_on' as SamplerName,
-  propagators: ['tracecontext', 'baggage'] as PropagatorName[],
-});
+/** What a batching processor (spans or log records) is given; the SDK's option names. */
+export interface BatchOptions {
+  readonly scheduledDelayMillis: number;
+  readonly exportTimeoutMillis: number;
+  readonly maxQueueSize: number;
+  readonly maxExportBatchSize: number;
+}
+
+/** The SDK's SpanLimits; `Infinity` means no limit. */
+export interface SpanLimitsConfig {
+  readonly attributeCountLimit: number;
+  readonly attributeValueLengthLimit: number;
+  readonly eventCountLimit: number;
+  readonly linkCountLimit: number;
+  readonly attributePerEventCountLimit: number;
+  readonly attributePerLinkCountLimit: number;
+}
+
+/** The SDK's LogRecordLimits; `Infinity` means no limit. */
+export interface LogRecordLimitsConfig {
+  readonly attributeCountLimit: number;
+  readonly attributeValueLengthLimit: number;
+}
 
 export interface Config {
   readonly sdkDisabled: boolean;
@@ -88,12 +128,16 @@ export interface Config {
   readonly serviceVersion: string | undefined;
   /** OTEL_RESOURCE_ATTRIBUTES, parsed; service.name/version resolved into the fields above. */
   readonly resourceAttributes: Readonly<Record<string, string>>;
-  readonly logLevel: DiagLevelName | undefined;
+  /** OTEL_LOG_LEVEL: OpenTelemetry's own diagnostics on stderr; unset means none. */
+  readonly diagLogLevel: DiagLevelName | undefined;
   readonly traces: {
     readonly exporters: readonly TracesExporterName[];
     readonly protocol: OtlpProtocol;
     readonly sampler: SamplerName;
     readonly samplerArg: number;
+    /** OTEL_BSP_*: every BatchSpanProcessor the distro makes (OTLP, console, trace file). */
+    readonly batch: BatchOptions;
+    readonly spanLimits: SpanLimitsConfig;
   };
   readonly metrics: {
     readonly exporters: readonly MetricsExporterName[];
@@ -106,6 +150,9 @@ export interface Config {
   readonly logs: {
     readonly exporters: readonly LogsExporterName[];
     readonly protocol: OtlpProtocol;
+    /** OTEL_BLRP_*: the BatchLogRecordProcessor of each logs exporter. */
+    readonly batch: BatchOptions;
+    readonly limits: LogRecordLimitsConfig;
   };
   readonly propagators: readonly PropagatorName[];
   readonly instrumentations: readonly InstrumentationName[];
@@ -159,159 +206,681 @@ export interface Config {
   };
 }
 
-export interface ConfigWarning {
-  readonly code: WarningCode;
-  readonly message: string;
-}
-
 export interface PackageInfo {
   readonly name?: string;
   readonly version?: string;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+const PROTOCOLS: readonly OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
+const SAMPLERS: readonly SamplerName[] = [
+  'always_on',
+  'always_off',
+  'traceidratio',
+  'parentbased_always_on',
+  'parentbased_always_off',
+  'parentbased_traceidratio',
+];
+const DAY_MS = 86_400_000;
+const MAX_QUEUE = 1_000_000;
+/** Limits are counts and lengths: anything a 32-bit int holds is accepted. */
+const MAX_LIMIT = 2_147_483_647;
+const ms = (min: number) => [min, DAY_MS] as const;
 
-class Reader {
-  readonly warnings: ConfigWarning[] = [];
-  constructor(private readonly env: Env) {}
+// ---------------------------------------------------------------------------------------------
+// The settings table. Rows are read in this order: a row may use the value of an earlier one
+// (a default that depends on another variable). Warnings come out in the same order.
+// ---------------------------------------------------------------------------------------------
 
-  raw(name: string): string | undefined {
-    const value = this.env[name];
-    if (value === undefined) return undefined;
-    const trimmed = value.trim();
-    return trimmed === '' ? undefined : trimmed;
-  }
+const sdkDisabled = bool(
+  'OTEL_SDK_DISABLED',
+  false,
+  'true turns the distro off entirely: no hooks, no management server.',
+);
 
-  invalid(name: string, value: string, why: string, fallback: string): void {
-    this.warnings.push({
-      code: 'DLOTEL_CONFIG_INVALID',
-      message: `${name}=${quote(value)} ${why}; using ${fallback}`,
-    });
-  }
+const resourceAttributes = setting(
+  'OTEL_RESOURCE_ATTRIBUTES',
+  'none',
+  'key=value,… resource attributes (percent-encoded values).',
+  (r): Record<string, string> => {
+    const raw = r.raw('OTEL_RESOURCE_ATTRIBUTES');
+    if (raw === undefined) return {};
+    const parsed = parseResourceAttributes(raw);
+    // The OTel spec: on a decoding error the whole value is discarded.
+    if (parsed.error === undefined) return parsed.attributes;
+    r.warn(`OTEL_RESOURCE_ATTRIBUTES ${parsed.error}; ignoring the whole value`);
+    return {};
+  },
+);
 
-  int(name: string, fallback: number, min: number, max: number): number {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || n < min || n > max) {
-      this.invalid(
-        name,
-        value,
-        `is not a whole number from ${min} to ${max}`,
-        `the default ${fallback}`,
-      );
-      return fallback;
-    }
-    return n;
-  }
+const serviceName = text(
+  'OTEL_SERVICE_NAME',
+  'service.name in OTEL_RESOURCE_ATTRIBUTES, else the package.json name, else unknown_service:node',
+  'The service name (service.name, and the service label of every metric).',
+);
 
-  bool(name: string, fallback: boolean): boolean {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const lower = value.toLowerCase();
-    if (lower === 'true') return true;
-    if (lower === 'false') return false;
-    this.invalid(name, value, 'is not true or false', `the default ${fallback}`);
-    return fallback;
-  }
+const diagLogLevel = setting(
+  'OTEL_LOG_LEVEL',
+  'unset',
+  "OpenTelemetry's own diagnostics on stderr: none, error, warn, info, debug, verbose, all.",
+  (r): DiagLevelName | undefined => {
+    // Unset means no diagnostics logger (as in the SDK); a bad value means the same, rather than
+    // switching on verbose SDK output nobody asked for.
+    const raw = r.raw('OTEL_LOG_LEVEL')?.toLowerCase();
+    if (raw === undefined) return undefined;
+    if ((DIAG_LEVELS as readonly string[]).includes(raw)) return raw as DiagLevelName;
+    r.invalid(
+      'OTEL_LOG_LEVEL',
+      raw,
+      `is not one of ${DIAG_LEVELS.join(', ')}`,
+      'the default: no OpenTelemetry diagnostics',
+    );
+    return undefined;
+  },
+);
 
-  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
-    const value = this.raw(name);
-    if (value === undefined) return fallback;
-    const lower = value.toLowerCase();
-    if ((allowed as readonly string[]).includes(lower)) return lower as T;
-    this.invalid(name, value, `is not one of ${allowed.join(', ')}`, `the default ${fallback}`);
-    return fallback;
-  }
+const otlpProtocol = oneOf(
+  'OTEL_EXPORTER_OTLP_PROTOCOL',
+  PROTOCOLS,
+  'http/protobuf',
+  'OTLP transport of every signal: http/protobuf, http/json or grpc.',
+);
+const perSignalProtocol = (env: string, signal: string) =>
+  oneOf(env, PROTOCOLS, (get) => get(otlpProtocol), `OTLP transport of ${signal}.`, {
+    defaultText: 'OTEL_EXPORTER_OTLP_PROTOCOL',
+  });
+const tracesProtocol = perSignalProtocol('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'traces');
+const metricsProtocol = perSignalProtocol('OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', 'metrics');
+const logsProtocol = perSignalProtocol('OTEL_EXPORTER_OTLP_LOGS_PROTOCOL', 'logs');
 
-  /**
-   * A comma list of names. Unknown entries are dropped with a warning and the known ones kept;
-   * when none is left, the default is used, so one typo does not silently switch a whole signal
-   * off. `none` alone means an empty list.
-   */
-  list<T extends string>(
-    name: string,
-    allowed: readonly T[],
-    fallback: readonly T[],
-    extra: { none?: boolean } = {},
-  ): T[] {
-    const value = this.raw(name);
-    if (value === undefined) return [...fallback];
-    const items = value
-      .split(',')
-      .map((part) => part.trim().toLowerCase())
-      .filter((item) => item !== '');
-    if (extra.none && items.length === 1 && items[0] === 'none') return [];
-    const out: T[] = [];
-    const unknown: string[] = [];
-    for (const item of items) {
-      if ((allowed as readonly string[]).includes(item)) {
-        if (!out.includes(item as T)) out.push(item as T);
-      } else unknown.push(item);
-    }
-    if (unknown.length === 0) return out;
-    const known = `${allowed.join(', ')}${extra.none ? ', or none alone' : ''}`;
-    if (out.length === 0) {
-      this.invalid(
-        name,
-        value,
-        `names nothing known (${known})`,
-        fallback.length === 0 ? 'the default: none' : `the default ${fallback.join(',')}`,
-      );
-      return [...fallback];
-    }
-    this.warnings.push({
-      code: 'DLOTEL_CONFIG_INVALID',
-      message: `${name}=${quote(value)} names ${unknown.map((u) => quote(u)).join(', ')}, not one of ${known}; using ${out.join(',')}`,
-    });
-    return out;
-  }
-}
+const otlpEndpoint = text(
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'unset',
+  'Base URL of the OTLP receiver (e.g. http://collector:4318); setting it switches trace export on.',
+  { shown: 'url' },
+);
+const tracesEndpoint = text(
+  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'Full URL of the traces receiver; setting it switches trace export on.',
+  { shown: 'url' },
+);
+const metricsEndpoint = text(
+  'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'Full URL of the metrics receiver (with OTEL_METRICS_EXPORTER=otlp).',
+  { shown: 'url', readBy: 'exporter' },
+);
+const logsEndpoint = text(
+  'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'Full URL of the logs receiver (with OTEL_LOGS_EXPORTER=otlp).',
+  { shown: 'url', readBy: 'exporter' },
+);
 
 /**
- * OTEL_RESOURCE_ATTRIBUTES: `key1=value1,key2=value2`, values percent-encoded (OTel spec).
- * Returns the pairs that parse; the first bad pair is reported.
+ * Read by the OTLP exporters themselves (otlp-exporter-base and otlp-grpc-exporter-base 0.301):
+ * the general variable and one per signal, the per-signal one winning. The distro checks the
+ * values it can check the way the exporters parse them, so that a bad one is reported.
  */
-export function parseResourceAttributes(value: string): {
-  attributes: Record<string, string>;
-  error?: string;
-} {
-  const attributes: Record<string, string> = {};
-  let error: string | undefined;
-  for (const pair of value.split(',')) {
-    if (pair.trim() === '') continue;
-    const eq = pair.indexOf('=');
-    const key = eq === -1 ? '' : pair.slice(0, eq).trim();
-    if (key === '') {
-      error ??= `has an entry without key=value: ${quote(pair)}`;
-      continue;
-    }
-    const rawValue = pair.slice(eq + 1).trim();
-    try {
-      attributes[key] = decodeURIComponent(rawValue);
-    } catch {
-      error ??= `has a value that is not valid percent-encoding for key ${quote(key)}`;
-    }
-  }
-  return error === undefined ? { attributes } : { attributes, error };
+const SIGNALS = ['TRACES', 'METRICS', 'LOGS'] as const;
+function exporterFamily(
+  suffix: string,
+  defaultText: string,
+  doc: string,
+  check?: (r: Reader, env: string, fallback: string) => void,
+  shown: Setting['shown'] = 'plain',
+): Setting<string | undefined>[] {
+  const general = `OTEL_EXPORTER_OTLP_${suffix}`;
+  const make = (env: string, fallbackText: string, rowDoc: string) =>
+    setting(
+      env,
+      fallbackText,
+      rowDoc,
+      (r) => {
+        check?.(r, env, fallbackText);
+        return r.raw(env);
+      },
+      { readBy: 'exporter', shown },
+    );
+  return [
+    make(general, defaultText, doc),
+    ...SIGNALS.map((signal) =>
+      make(
+        `OTEL_EXPORTER_OTLP_${signal}_${suffix}`,
+        general,
+        `${doc} For ${signal.toLowerCase()}.`,
+      ),
+    ),
+  ];
 }
 
-/** "5,1,x" → error; "0.1, 0.5,1" → [0.1, 0.5, 1]. Buckets must be finite and strictly ascending. */
-export function parseBuckets(value: string): number[] | undefined {
-  const parts = value.split(',').map((p) => p.trim());
-  if (parts.length === 0 || parts.some((p) => p === '')) return undefined;
-  const numbers = parts.map(Number);
-  for (let i = 0; i < numbers.length; i++) {
-    const n = numbers[i] as number;
-    if (!Number.isFinite(n) || n < 0) return undefined;
-    if (i > 0 && n <= (numbers[i - 1] as number)) return undefined;
-  }
-  return numbers;
+const checkTimeout = (r: Reader, env: string, fallback: string) => {
+  const raw = r.raw(env);
+  if (raw === undefined) return;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0)
+    r.invalid(env, raw, 'is not a number of milliseconds above 0', `the default ${fallback}`);
+};
+const checkCompression = (r: Reader, env: string, fallback: string) => {
+  const raw = r.raw(env);
+  // The exporters compare exactly: `GZIP` is not gzip to them.
+  if (raw !== undefined && raw !== 'gzip' && raw !== 'none')
+    r.invalid(env, raw, 'is not gzip or none', `the default ${fallback}`);
+};
+const checkBoolean = (r: Reader, env: string, fallback: string) => {
+  const raw = r.raw(env);
+  if (raw !== undefined && !/^(true|false)$/i.test(raw))
+    r.invalid(env, raw, 'is not true or false', `the default ${fallback}`);
+};
+
+const exporterSettings: readonly Setting[] = [
+  ...exporterFamily(
+    'HEADERS',
+    'none',
+    'key=value,… headers sent with every OTLP export (percent-encoded values).',
+    undefined,
+    'headers',
+  ),
+  ...exporterFamily(
+    'TIMEOUT',
+    '10000',
+    'Milliseconds one OTLP export request may take.',
+    checkTimeout,
+  ),
+  ...exporterFamily('COMPRESSION', 'none', 'gzip or none.', checkCompression),
+  ...exporterFamily('CERTIFICATE', 'none', 'PEM file of the CA certificates to trust (TLS).'),
+  ...exporterFamily(
+    'CLIENT_CERTIFICATE',
+    'none',
+    'PEM file of the client certificate chain (mutual TLS).',
+  ),
+  ...exporterFamily('CLIENT_KEY', 'none', 'PEM file of the client private key (mutual TLS).'),
+  ...exporterFamily(
+    'INSECURE',
+    'false',
+    'grpc only: true sends without TLS to an endpoint given without a scheme.',
+    checkBoolean,
+  ),
+];
+
+const temporality = oneOf(
+  'OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE',
+  ['cumulative', 'delta', 'lowmemory'] as const,
+  'cumulative',
+  'Temporality of OTLP metrics: cumulative, delta or lowmemory.',
+  { readBy: 'exporter' },
+);
+
+// SPEC §4: traces go out over OTLP when an endpoint is configured. With no endpoint and no
+// explicit exporter there is nowhere to send them, and exporting to a guessed localhost:4318
+// would only produce failures.
+const tracesEndpointSet = (get: Get) =>
+  get(otlpEndpoint) !== undefined || get(tracesEndpoint) !== undefined;
+const tracesExporters = list<TracesExporterName>(
+  'OTEL_TRACES_EXPORTER',
+  ['otlp', 'console'],
+  (get) => (tracesEndpointSet(get) ? ['otlp'] : []),
+  'Where spans go: otlp, console, none; comma-separated.',
+  { none: true, defaultText: 'otlp when an OTLP endpoint is set, else none' },
+);
+
+const sampler = oneOf(
+  'OTEL_TRACES_SAMPLER',
+  SAMPLERS,
+  'parentbased_always_on',
+  `${SAMPLERS.join(', ')}. Metrics stay exact whatever the sampler.`,
+);
+const samplerArg = setting(
+  'OTEL_TRACES_SAMPLER_ARG',
+  '1',
+  'The ratio (0-1) for the traceidratio samplers.',
+  (r, get) => {
+    const raw = r.raw('OTEL_TRACES_SAMPLER_ARG');
+    if (raw === undefined || !get(sampler).endsWith('traceidratio')) return 1;
+    const n = Number(raw);
+    if (Number.isFinite(n) && n >= 0 && n <= 1) return n;
+    r.invalid('OTEL_TRACES_SAMPLER_ARG', raw, 'is not a ratio from 0 to 1', 'the default 1');
+    return 1;
+  },
+);
+
+/** OTEL_BSP_* or OTEL_BLRP_*: the SDK 2 defaults, which SDK 3 keeps as its constructor defaults. */
+function batchSettings(prefix: 'OTEL_BSP' | 'OTEL_BLRP', what: string, delayMs: number) {
+  const delay = int(
+    `${prefix}_SCHEDULE_DELAY`,
+    delayMs,
+    ms(0),
+    `Milliseconds between two exports of buffered ${what}.`,
+  );
+  const timeout = int(
+    `${prefix}_EXPORT_TIMEOUT`,
+    30_000,
+    ms(1),
+    `Milliseconds one export of ${what} may take before it is abandoned.`,
+  );
+  const queue = int(
+    `${prefix}_MAX_QUEUE_SIZE`,
+    2048,
+    [1, MAX_QUEUE],
+    `Most ${what} buffered; past it new ones are dropped (and counted).`,
+  );
+  const batchEnv = `${prefix}_MAX_EXPORT_BATCH_SIZE`;
+  const batch = setting(
+    batchEnv,
+    '512',
+    `Most ${what} in one export (at most the queue size).`,
+    (r, get) => {
+      const warned = r.warnings.length;
+      const n = r.int(batchEnv, 512, 1, MAX_QUEUE);
+      const max = get(queue);
+      if (n <= max) return n;
+      // The SDK would clamp it too, with a diagnostic nobody sees: say it once, here (unless the
+      // value was already reported as unusable).
+      if (r.raw(batchEnv) !== undefined && r.warnings.length === warned)
+        r.invalid(
+          batchEnv,
+          String(n),
+          `is more than ${prefix}_MAX_QUEUE_SIZE (${max})`,
+          `${max}, the queue size`,
+        );
+      return max;
+    },
+  );
+  return { delay, timeout, queue, batch };
 }
 
-function protocolFor(r: Reader, signal: 'TRACES' | 'METRICS' | 'LOGS', general: OtlpProtocol) {
-  const protocols: OtlpProtocol[] = ['http/protobuf', 'http/json', 'grpc'];
-  return r.oneOf(`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`, protocols, general);
+const bsp = batchSettings('OTEL_BSP', 'spans', 5000);
+
+const attributeCountLimit = int(
+  'OTEL_ATTRIBUTE_COUNT_LIMIT',
+  128,
+  [0, MAX_LIMIT],
+  'Most attributes per span and per log record, unless a specific limit is set.',
+);
+const attributeValueLengthLimit = int(
+  'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT',
+  Number.POSITIVE_INFINITY,
+  [0, MAX_LIMIT],
+  'Longest string attribute value (longer ones are cut), unless a specific limit is set.',
+  { defaultText: 'no limit' },
+);
+const spanAttributeCountLimit = int(
+  'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT',
+  (get) => get(attributeCountLimit),
+  [0, MAX_LIMIT],
+  'Most attributes per span.',
+  { defaultText: 'OTEL_ATTRIBUTE_COUNT_LIMIT' },
+);
+const spanAttributeValueLengthLimit = int(
+  'OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT',
+  (get) => get(attributeValueLengthLimit),
+  [0, MAX_LIMIT],
+  'Longest string attribute value on spans, their events and links.',
+  { defaultText: 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT' },
+);
+const spanEventCountLimit = int(
+  'OTEL_SPAN_EVENT_COUNT_LIMIT',
+  128,
+  [0, MAX_LIMIT],
+  'Most events per span (exceptions recorded included).',
+);
+const spanLinkCountLimit = int(
+  'OTEL_SPAN_LINK_COUNT_LIMIT',
+  128,
+  [0, MAX_LIMIT],
+  'Most links per span.',
+);
+const eventAttributeCountLimit = int(
+  'OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT',
+  128,
+  [0, MAX_LIMIT],
+  'Most attributes per span event.',
+);
+const linkAttributeCountLimit = int(
+  'OTEL_SPAN_ATTRIBUTE_PER_LINK_COUNT_LIMIT',
+  128,
+  [0, MAX_LIMIT],
+  'Most attributes per span link.',
+);
+
+const metricsExporters = list<MetricsExporterName>(
+  'OTEL_METRICS_EXPORTER',
+  ['prometheus', 'otlp', 'console'],
+  ['prometheus'],
+  'prometheus (served on /metrics), otlp (pushed), console, none; comma-separated.',
+  { none: true },
+);
+const metricExportInterval = int(
+  'OTEL_METRIC_EXPORT_INTERVAL',
+  60_000,
+  [100, DAY_MS],
+  'Milliseconds between OTLP (and console) metric pushes.',
+);
+const metricExportTimeout = setting(
+  'OTEL_METRIC_EXPORT_TIMEOUT',
+  '30000',
+  'Milliseconds one metric push may take (at most the interval).',
+  (r, get) =>
+    Math.min(r.int('OTEL_METRIC_EXPORT_TIMEOUT', 30_000, 100, DAY_MS), get(metricExportInterval)),
+);
+
+const logsExporters = list<LogsExporterName>(
+  'OTEL_LOGS_EXPORTER',
+  ['otlp', 'console'],
+  [],
+  'Where winston log records also go: otlp, console, none.',
+  { none: true },
+);
+const blrp = batchSettings('OTEL_BLRP', 'log records', 1000);
+const logRecordAttributeCountLimit = int(
+  'OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT',
+  (get) => get(attributeCountLimit),
+  [0, MAX_LIMIT],
+  'Most attributes per exported log record.',
+  { defaultText: 'OTEL_ATTRIBUTE_COUNT_LIMIT' },
+);
+const logRecordAttributeValueLengthLimit = int(
+  'OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT',
+  (get) => get(attributeValueLengthLimit),
+  [0, MAX_LIMIT],
+  'Longest string attribute value on exported log records.',
+  { defaultText: 'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT' },
+);
+
+const propagators = list<PropagatorName>(
+  'OTEL_PROPAGATORS',
+  ['tracecontext', 'baggage', 'b3', 'b3multi'],
+  ['tracecontext', 'baggage'],
+  'Context propagation formats: tracecontext, baggage, b3, b3multi, none.',
+  { none: true },
+);
+
+// Same semantics as auto-instrumentations-node: the enabled list narrows, the disabled list
+// then removes.
+const enabledInstrumentations = list<InstrumentationName>(
+  'OTEL_NODE_ENABLED_INSTRUMENTATIONS',
+  INSTRUMENTATION_NAMES,
+  INSTRUMENTATION_NAMES,
+  `Instrumentations to load (${INSTRUMENTATION_NAMES.join(', ')}); comma-separated.`,
+  { defaultText: 'all' },
+);
+const disabledInstrumentations = list<InstrumentationName>(
+  'OTEL_NODE_DISABLED_INSTRUMENTATIONS',
+  INSTRUMENTATION_NAMES,
+  [],
+  'Instrumentations to remove from the enabled set.',
+);
+
+const metricsHost = setting(
+  'DATALAB_METRICS_HOST',
+  '0.0.0.0',
+  'Interface of the management server (/metrics, /health).',
+  (r) => r.raw('DATALAB_METRICS_HOST') ?? '0.0.0.0',
+);
+const metricsPort = int(
+  'DATALAB_METRICS_PORT',
+  9464,
+  [1, 65_535],
+  'Port of the management server.',
+);
+const managementToken = setting(
+  'DATALAB_MANAGEMENT_TOKEN',
+  'unset',
+  'Bearer token /metrics and /health require (the probes stay open).',
+  (r) => {
+    const token = r.raw('DATALAB_MANAGEMENT_TOKEN');
+    if (token === undefined || /^[\x21-\x7e]{16,512}$/.test(token)) return token;
+    // Never echo a token, even a bad one: only its length.
+    r.warn(
+      `DATALAB_MANAGEMENT_TOKEN (${token.length} characters) is not 16 to 512 printable ASCII characters without spaces; /metrics and /health stay closed with a random token until it is fixed`,
+    );
+    // Fail closed: a typo must not open the endpoints it was meant to protect.
+    return randomBytes(32).toString('hex');
+  },
+  { shown: 'secret' },
+);
+const httpBuckets = setting(
+  'DATALAB_HTTP_BUCKETS',
+  DEFAULT_HTTP_BUCKETS.join(','),
+  'Bucket boundaries (seconds) of http_request_duration_seconds, ascending.',
+  (r): readonly number[] => {
+    const raw = r.raw('DATALAB_HTTP_BUCKETS');
+    if (raw === undefined) return DEFAULT_HTTP_BUCKETS;
+    const parsed = parseBuckets(raw);
+    if (parsed) return Object.freeze(parsed);
+    r.invalid(
+      'DATALAB_HTTP_BUCKETS',
+      raw,
+      'is not a list of ascending non-negative numbers',
+      `the default ${DEFAULT_HTTP_BUCKETS.join(',')}`,
+    );
+    return DEFAULT_HTTP_BUCKETS;
+  },
+);
+const maxEndpoints = int(
+  'DATALAB_MAX_ENDPOINTS',
+  200,
+  [1, 100_000],
+  'Cap on distinct endpoint label values per process; more count as __overflow__.',
+);
+const shutdownTimeout = int(
+  'DATALAB_SHUTDOWN_TIMEOUT_MS',
+  5_000,
+  [0, 600_000],
+  'On SIGTERM/SIGINT, how long the distro may spend flushing telemetry.',
+);
+const dbRootSpans = bool(
+  'DATALAB_DB_ROOT_SPANS',
+  false,
+  'true also traces database calls made outside any traced operation, as root spans.',
+);
+const esmHooks = bool(
+  'DATALAB_ESM_HOOKS',
+  true,
+  "false skips import-in-the-middle's ESM loader hooks (CommonJS services only).",
+);
+
+const traceFileEnabled = setting(
+  'DATALAB_TRACES_FILE',
+  'auto',
+  'Local trace files: auto (when spans go nowhere else), true, false.',
+  (r, get) => {
+    const mode = r.oneOf<'auto' | 'true' | 'false'>(
+      'DATALAB_TRACES_FILE',
+      ['auto', 'true', 'false'],
+      'auto',
+    );
+    // The embedded trace store: on by default only when nothing else receives the spans.
+    return (
+      mode === 'true' ||
+      (mode === 'auto' && r.raw('OTEL_TRACES_EXPORTER') === undefined && !tracesEndpointSet(get))
+    );
+  },
+);
+const traceFileDir = setting(
+  'DATALAB_TRACES_DIR',
+  './.datalab/traces',
+  'Directory of the local trace files (relative to the working directory).',
+  (r) => resolve(r.cwd, r.raw('DATALAB_TRACES_DIR') ?? join('.datalab', 'traces')),
+);
+const traceFileMaxMb = int(
+  'DATALAB_TRACES_MAX_MB',
+  100,
+  [1, 1_000_000],
+  'Cap on the total size of the local trace files, in MiB.',
+);
+
+const healthChecks = list(
+  'DATALAB_HEALTH_CHECKS',
+  BUILTIN_HEALTH_CHECKS,
+  BUILTIN_HEALTH_CHECKS,
+  'Built-in health checks that may run, or none.',
+  { none: true },
+);
+const healthTimeout = int(
+  'DATALAB_HEALTH_TIMEOUT_MS',
+  HEALTH_DEFAULTS.timeoutMs,
+  [1, 600_000],
+  'Timeout of each health check.',
+);
+const healthCache = int(
+  'DATALAB_HEALTH_CACHE_MS',
+  HEALTH_DEFAULTS.cacheMs,
+  [0, 3_600_000],
+  'How long one run of the checks answers every probe; 0 runs them per request.',
+);
+const healthDiskPath = setting(
+  'DATALAB_HEALTH_DISK_PATH',
+  HEALTH_DEFAULTS.diskPath,
+  'Absolute path whose filesystem the disk_space check measures.',
+  (r) => {
+    const raw = r.raw('DATALAB_HEALTH_DISK_PATH');
+    if (raw === undefined || isAbsolute(raw)) return raw ?? HEALTH_DEFAULTS.diskPath;
+    r.invalid('DATALAB_HEALTH_DISK_PATH', raw, 'is not an absolute path', 'the default /');
+    return HEALTH_DEFAULTS.diskPath;
+  },
+);
+const shutdownDelay = int(
+  'DATALAB_SHUTDOWN_DELAY_MS',
+  HEALTH_DEFAULTS.shutdownDelayMs,
+  [0, 600_000],
+  'On SIGTERM/SIGINT, readiness 503 at once, then this long before flushing.',
+);
+
+const correlationHeader = setting(
+  'DATALAB_CORRELATION_HEADER',
+  'x-correlation-id',
+  'Header carrying the correlation ID in and out.',
+  (r) => {
+    const raw = r.raw('DATALAB_CORRELATION_HEADER');
+    if (raw === undefined) return 'x-correlation-id';
+    if (/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/.test(raw)) return raw.toLowerCase();
+    r.invalid(
+      'DATALAB_CORRELATION_HEADER',
+      raw,
+      'is not an HTTP header name',
+      'the default x-correlation-id',
+    );
+    return 'x-correlation-id';
+  },
+);
+const logLevel = oneOf<LogLevelName>(
+  'DATALAB_LOG_LEVEL',
+  LOG_LEVELS,
+  'info',
+  `Level of createLogger() loggers: ${LOG_LEVELS.join(', ')}.`,
+);
+const logFormat = oneOf<'json' | 'pretty'>(
+  'DATALAB_LOG_FORMAT',
+  ['json', 'pretty'],
+  // The seed's behaviour: human-readable at debug level, JSON otherwise, unless told.
+  (get) => (['debug', 'silly'].includes(get(logLevel)) ? 'pretty' : 'json'),
+  'json or pretty, for createLogger(), the access log and the distro warnings.',
+  { defaultText: 'json, or pretty when the level is debug/silly' },
+);
+const redactKeys = setting(
+  'DATALAB_REDACT_KEYS',
+  'none',
+  'Field names redacted in what the distro logs, besides the built-in ones; comma-separated.',
+  (r): string[] => {
+    const extra = (r.raw('DATALAB_REDACT_KEYS') ?? '')
+      .split(',')
+      .map((k) => k.trim().toLowerCase())
+      .filter((k) => k !== '');
+    return [...new Set([...DEFAULT_REDACT_KEYS, ...extra])];
+  },
+);
+const accessLog = bool(
+  'DATALAB_ACCESS_LOG',
+  false,
+  'true writes one line per completed request on stdout.',
+);
+
+/** Every variable the distro knows, in reading order. */
+export const SETTINGS: readonly Setting[] = Object.freeze([
+  sdkDisabled,
+  resourceAttributes,
+  serviceName,
+  diagLogLevel,
+  otlpProtocol,
+  tracesProtocol,
+  metricsProtocol,
+  logsProtocol,
+  otlpEndpoint,
+  tracesEndpoint,
+  metricsEndpoint,
+  logsEndpoint,
+  ...exporterSettings,
+  temporality,
+  tracesExporters,
+  sampler,
+  samplerArg,
+  bsp.delay,
+  bsp.timeout,
+  bsp.queue,
+  bsp.batch,
+  attributeCountLimit,
+  attributeValueLengthLimit,
+  spanAttributeCountLimit,
+  spanAttributeValueLengthLimit,
+  spanEventCountLimit,
+  spanLinkCountLimit,
+  eventAttributeCountLimit,
+  linkAttributeCountLimit,
+  metricsExporters,
+  metricExportInterval,
+  metricExportTimeout,
+  logsExporters,
+  blrp.delay,
+  blrp.timeout,
+  blrp.queue,
+  blrp.batch,
+  logRecordAttributeCountLimit,
+  logRecordAttributeValueLengthLimit,
+  propagators,
+  enabledInstrumentations,
+  disabledInstrumentations,
+  httpBuckets,
+  metricsHost,
+  metricsPort,
+  managementToken,
+  maxEndpoints,
+  shutdownTimeout,
+  traceFileEnabled,
+  traceFileDir,
+  traceFileMaxMb,
+  correlationHeader,
+  logLevel,
+  logFormat,
+  redactKeys,
+  accessLog,
+  healthDiskPath,
+  healthChecks,
+  healthTimeout,
+  healthCache,
+  shutdownDelay,
+  dbRootSpans,
+  esmHooks,
+]);
+
+/** Reads every row in order; `get` refuses a row that has not been read yet. */
+function readSettings(r: Reader): Get {
+  const values = new Map<Setting, unknown>();
+  const get: Get = <T>(s: Setting<T>): T => {
+    if (!values.has(s as Setting)) throw new Error(`${s.env} is used before it is read`);
+    return values.get(s as Setting) as T;
+  };
+  for (const s of SETTINGS) values.set(s, s.read(r, get));
+  return get;
+}
+
+function batchOf(get: Get, b: typeof bsp): BatchOptions {
+  return {
+    scheduledDelayMillis: get(b.delay),
+    exportTimeoutMillis: get(b.timeout),
+    maxQueueSize: get(b.queue),
+    maxExportBatchSize: get(b.batch),
+  };
 }
 
 export function parseConfig(
@@ -322,265 +891,82 @@ export function parseConfig(
   config: Config;
   warnings: ConfigWarning[];
 } {
-  const r = new Reader(env);
+  const r = new Reader(env, cwd);
+  const get = readSettings(r);
 
-  const sdkDisabled = r.bool('OTEL_SDK_DISABLED', false);
-
-  let resourceAttributes: Record<string, string> = {};
-  const rawResource = r.raw('OTEL_RESOURCE_ATTRIBUTES');
-  if (rawResource !== undefined) {
-    const parsed = parseResourceAttributes(rawResource);
-    // The OTel spec: on a decoding error the whole value is discarded.
-    if (parsed.error === undefined) resourceAttributes = parsed.attributes;
-    else {
-      r.warnings.push({
-        code: 'DLOTEL_CONFIG_INVALID',
-        message: `OTEL_RESOURCE_ATTRIBUTES ${parsed.error}; ignoring the whole value`,
-      });
-    }
-  }
+  const attributes = get(resourceAttributes);
   // SPEC §2 order: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, package.json name, fallback.
-  const serviceName =
-    r.raw('OTEL_SERVICE_NAME') ??
-    resourceAttributes['service.name'] ??
+  const name =
+    get(serviceName) ??
+    attributes['service.name'] ??
     (pkg.name && pkg.name.trim() !== '' ? pkg.name : undefined) ??
     'unknown_service:node';
-  const serviceVersion = resourceAttributes['service.version'] ?? pkg.version;
-  const { 'service.name': _n, 'service.version': _v, ...otherAttributes } = resourceAttributes;
-
-  const logLevels: DiagLevelName[] = ['none', 'error', 'warn', 'info', 'debug', 'verbose', 'all'];
-  // Unset means no diagnostics logger (as in the SDK); a bad value means the same, rather than
-  // switching on verbose SDK output nobody asked for.
-  const rawLogLevel = r.raw('OTEL_LOG_LEVEL')?.toLowerCase();
-  let logLevel: DiagLevelName | undefined;
-  if (rawLogLevel !== undefined) {
-    if ((logLevels as string[]).includes(rawLogLevel)) logLevel = rawLogLevel as DiagLevelName;
-    else
-      r.invalid(
-        'OTEL_LOG_LEVEL',
-        rawLogLevel,
-        `is not one of ${logLevels.join(', ')}`,
-        'the default: no OpenTelemetry diagnostics',
-      );
-  }
-
-  const generalProtocol = r.oneOf<OtlpProtocol>(
-    'OTEL_EXPORTER_OTLP_PROTOCOL',
-    ['http/protobuf', 'http/json', 'grpc'],
-    DEFAULTS.protocol,
-  );
-
-  // SPEC §4: traces go out over OTLP when an endpoint is configured. With no endpoint and no
-  // explicit exporter there is nowhere to send them, and exporting to a guessed localhost:4318
-  // would only produce failures.
-  const tracesEndpointSet =
-    r.raw('OTEL_EXPORTER_OTLP_ENDPOINT') !== undefined ||
-    r.raw('OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== undefined;
-  const tracesExporters = r.list<TracesExporterName>(
-    'OTEL_TRACES_EXPORTER',
-    ['otlp', 'console'],
-    tracesEndpointSet ? ['otlp'] : [],
-    { none: true },
-  );
-
-  const samplers: SamplerName[] = [
-    'always_on',
-    'always_off',
-    'traceidratio',
-    'parentbased_always_on',
-    'parentbased_always_off',
-    'parentbased_traceidratio',
-  ];
-  const sampler = r.oneOf('OTEL_TRACES_SAMPLER', samplers, DEFAULTS.sampler);
-  let samplerArg = 1;
-  const rawArg = r.raw('OTEL_TRACES_SAMPLER_ARG');
-  if (rawArg !== undefined && sampler.endsWith('traceidratio')) {
-    const n = Number(rawArg);
-    if (Number.isFinite(n) && n >= 0 && n <= 1) samplerArg = n;
-    else
-      r.invalid('OTEL_TRACES_SAMPLER_ARG', rawArg, 'is not a ratio from 0 to 1', 'the default 1');
-  }
-
-  const metricsExporters = r.list<MetricsExporterName>(
-    'OTEL_METRICS_EXPORTER',
-    ['prometheus', 'otlp', 'console'],
-    ['prometheus'],
-    { none: true },
-  );
-  const exportIntervalMs = r.int(
-    'OTEL_METRIC_EXPORT_INTERVAL',
-    DEFAULTS.metricExportIntervalMs,
-    100,
-    86_400_000,
-  );
-  const exportTimeoutMs = Math.min(
-    r.int('OTEL_METRIC_EXPORT_TIMEOUT', DEFAULTS.metricExportTimeoutMs, 100, 86_400_000),
-    exportIntervalMs,
-  );
-
-  let httpBuckets = DEFAULT_HTTP_BUCKETS;
-  const rawBuckets = r.raw('DATALAB_HTTP_BUCKETS');
-  if (rawBuckets !== undefined) {
-    const parsed = parseBuckets(rawBuckets);
-    if (parsed) httpBuckets = Object.freeze(parsed);
-    else
-      r.invalid(
-        'DATALAB_HTTP_BUCKETS',
-        rawBuckets,
-        'is not a list of ascending non-negative numbers',
-        `the default ${DEFAULT_HTTP_BUCKETS.join(',')}`,
-      );
-  }
-
-  const logsExporters = r.list<LogsExporterName>('OTEL_LOGS_EXPORTER', ['otlp', 'console'], [], {
-    none: true,
-  });
-
-  const propagators = r.list<PropagatorName>(
-    'OTEL_PROPAGATORS',
-    ['tracecontext', 'baggage', 'b3', 'b3multi'],
-    DEFAULTS.propagators,
-    { none: true },
-  );
-
-  // Same semantics as auto-instrumentations-node: the enabled list narrows, the disabled list
-  // then removes.
-  let instrumentations = r.list<InstrumentationName>(
-    'OTEL_NODE_ENABLED_INSTRUMENTATIONS',
-    INSTRUMENTATION_NAMES,
-    INSTRUMENTATION_NAMES,
-  );
-  const disabled = r.list<InstrumentationName>(
-    'OTEL_NODE_DISABLED_INSTRUMENTATIONS',
-    INSTRUMENTATION_NAMES,
-    [],
-  );
-  instrumentations = instrumentations.filter((name) => !disabled.includes(name));
-
-  const host = r.raw('DATALAB_METRICS_HOST') ?? DEFAULTS.metricsHost;
-  const port = r.int('DATALAB_METRICS_PORT', DEFAULTS.metricsPort, 1, 65_535);
-  let token = r.raw('DATALAB_MANAGEMENT_TOKEN');
-  if (token !== undefined && !/^[\x21-\x7e]{16,512}$/.test(token)) {
-    // Never echo a token, even a bad one: only its length.
-    r.warnings.push({
-      code: 'DLOTEL_CONFIG_INVALID',
-      message: `DATALAB_MANAGEMENT_TOKEN (${token.length} characters) is not 16 to 512 printable ASCII characters without spaces; /metrics and /health stay closed with a random token until it is fixed`,
-    });
-    // Fail closed: a typo must not open the endpoints it was meant to protect.
-    token = randomBytes(32).toString('hex');
-  }
-  const maxEndpoints = r.int('DATALAB_MAX_ENDPOINTS', DEFAULTS.maxEndpoints, 1, 100_000);
-  const shutdownTimeoutMs = r.int(
-    'DATALAB_SHUTDOWN_TIMEOUT_MS',
-    DEFAULTS.shutdownTimeoutMs,
-    0,
-    600_000,
-  );
-
-  // The embedded trace store: on by default only when nothing else receives the spans.
-  const traceFileMode = r.oneOf<'auto' | 'true' | 'false'>(
-    'DATALAB_TRACES_FILE',
-    ['auto', 'true', 'false'],
-    'auto',
-  );
-  const traceFile = {
-    enabled:
-      traceFileMode === 'true' ||
-      (traceFileMode === 'auto' &&
-        r.raw('OTEL_TRACES_EXPORTER') === undefined &&
-        !tracesEndpointSet),
-    dir: resolve(cwd, r.raw('DATALAB_TRACES_DIR') ?? join('.datalab', 'traces')),
-    maxBytes: r.int('DATALAB_TRACES_MAX_MB', 100, 1, 1_000_000) * 1024 * 1024,
-  };
-
-  let correlationHeader = 'x-correlation-id';
-  const rawHeader = r.raw('DATALAB_CORRELATION_HEADER');
-  if (rawHeader !== undefined) {
-    if (/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/.test(rawHeader))
-      correlationHeader = rawHeader.toLowerCase();
-    else
-      r.invalid(
-        'DATALAB_CORRELATION_HEADER',
-        rawHeader,
-        'is not an HTTP header name',
-        `the default ${correlationHeader}`,
-      );
-  }
-  const logLevelName = r.oneOf<LogLevelName>('DATALAB_LOG_LEVEL', LOG_LEVELS, 'info');
-  // The seed's behaviour: human-readable at debug level, JSON otherwise, unless told.
-  const logFormat = r.oneOf<'json' | 'pretty'>(
-    'DATALAB_LOG_FORMAT',
-    ['json', 'pretty'],
-    logLevelName === 'debug' || logLevelName === 'silly' ? 'pretty' : 'json',
-  );
-  const extraRedact = (r.raw('DATALAB_REDACT_KEYS') ?? '')
-    .split(',')
-    .map((k) => k.trim().toLowerCase())
-    .filter((k) => k !== '');
-  const logging = {
-    level: logLevelName,
-    format: logFormat,
-    accessLog: r.bool('DATALAB_ACCESS_LOG', false),
-    redactKeys: [...new Set([...DEFAULT_REDACT_KEYS, ...extraRedact])],
-  };
-
-  let diskPath = r.raw('DATALAB_HEALTH_DISK_PATH') ?? HEALTH_DEFAULTS.diskPath;
-  if (!isAbsolute(diskPath)) {
-    r.invalid('DATALAB_HEALTH_DISK_PATH', diskPath, 'is not an absolute path', 'the default /');
-    diskPath = HEALTH_DEFAULTS.diskPath;
-  }
-  const health = {
-    checks: r.list('DATALAB_HEALTH_CHECKS', BUILTIN_HEALTH_CHECKS, BUILTIN_HEALTH_CHECKS, {
-      none: true,
-    }),
-    timeoutMs: r.int('DATALAB_HEALTH_TIMEOUT_MS', HEALTH_DEFAULTS.timeoutMs, 1, 600_000),
-    cacheMs: r.int('DATALAB_HEALTH_CACHE_MS', HEALTH_DEFAULTS.cacheMs, 0, 3_600_000),
-    diskPath,
-    shutdownDelayMs: r.int(
-      'DATALAB_SHUTDOWN_DELAY_MS',
-      HEALTH_DEFAULTS.shutdownDelayMs,
-      0,
-      600_000,
-    ),
-  };
-
-  const dbRootSpans = r.bool('DATALAB_DB_ROOT_SPANS', false);
-  const esmHooks = r.bool('DATALAB_ESM_HOOKS', true);
+  const { 'service.name': _n, 'service.version': _v, ...otherAttributes } = attributes;
+  const disabled = get(disabledInstrumentations);
 
   const config: Config = deepFreeze({
-    sdkDisabled,
-    serviceName,
-    serviceVersion,
+    sdkDisabled: get(sdkDisabled),
+    serviceName: name,
+    serviceVersion: attributes['service.version'] ?? pkg.version,
     resourceAttributes: otherAttributes,
-    logLevel,
+    diagLogLevel: get(diagLogLevel),
     traces: {
-      exporters: tracesExporters,
-      protocol: protocolFor(r, 'TRACES', generalProtocol),
-      sampler,
-      samplerArg,
+      exporters: get(tracesExporters),
+      protocol: get(tracesProtocol),
+      sampler: get(sampler),
+      samplerArg: get(samplerArg),
+      batch: batchOf(get, bsp),
+      spanLimits: {
+        attributeCountLimit: get(spanAttributeCountLimit),
+        attributeValueLengthLimit: get(spanAttributeValueLengthLimit),
+        eventCountLimit: get(spanEventCountLimit),
+        linkCountLimit: get(spanLinkCountLimit),
+        attributePerEventCountLimit: get(eventAttributeCountLimit),
+        attributePerLinkCountLimit: get(linkAttributeCountLimit),
+      },
     },
     metrics: {
-      exporters: metricsExporters,
-      protocol: protocolFor(r, 'METRICS', generalProtocol),
-      exportIntervalMs,
-      exportTimeoutMs,
-      httpBuckets,
-      maxEndpoints,
+      exporters: get(metricsExporters),
+      protocol: get(metricsProtocol),
+      exportIntervalMs: get(metricExportInterval),
+      exportTimeoutMs: get(metricExportTimeout),
+      httpBuckets: get(httpBuckets),
+      maxEndpoints: get(maxEndpoints),
     },
     logs: {
-      exporters: logsExporters,
-      protocol: protocolFor(r, 'LOGS', generalProtocol),
+      exporters: get(logsExporters),
+      protocol: get(logsProtocol),
+      batch: batchOf(get, blrp),
+      limits: {
+        attributeCountLimit: get(logRecordAttributeCountLimit),
+        attributeValueLengthLimit: get(logRecordAttributeValueLengthLimit),
+      },
     },
-    propagators,
-    instrumentations,
-    management: { host, port, token },
-    shutdownTimeoutMs,
-    dbRootSpans,
-    esmHooks,
-    health,
-    traceFile,
-    correlation: { header: correlationHeader },
-    logging,
+    propagators: get(propagators),
+    instrumentations: get(enabledInstrumentations).filter((i) => !disabled.includes(i)),
+    management: { host: get(metricsHost), port: get(metricsPort), token: get(managementToken) },
+    shutdownTimeoutMs: get(shutdownTimeout),
+    dbRootSpans: get(dbRootSpans),
+    esmHooks: get(esmHooks),
+    health: {
+      checks: get(healthChecks),
+      timeoutMs: get(healthTimeout),
+      cacheMs: get(healthCache),
+      diskPath: get(healthDiskPath),
+      shutdownDelayMs: get(shutdownDelay),
+    },
+    traceFile: {
+      enabled: get(traceFileEnabled),
+      dir: get(traceFileDir),
+      maxBytes: get(traceFileMaxMb) * 1024 * 1024,
+    },
+    correlation: { header: get(correlationHeader) },
+    logging: {
+      level: get(logLevel),
+      format: get(logFormat),
+      accessLog: get(accessLog),
+      redactKeys: get(redactKeys),
+    },
   });
   return { config, warnings: r.warnings };
 }
