@@ -300,19 +300,19 @@ const otlpEndpoint = text(
 );
 const tracesEndpoint = text(
   'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
-  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces',
   'Full URL of the traces receiver; setting it switches trace export on.',
   { shown: 'url' },
 );
 const metricsEndpoint = text(
   'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
-  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT/v1/metrics',
   'Full URL of the metrics receiver (with OTEL_METRICS_EXPORTER=otlp).',
   { shown: 'url', readBy: 'exporter' },
 );
 const logsEndpoint = text(
   'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT',
-  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT/v1/logs',
   'Full URL of the logs receiver (with OTEL_LOGS_EXPORTER=otlp).',
   { shown: 'url', readBy: 'exporter' },
 );
@@ -690,11 +690,12 @@ const traceFileEnabled = setting(
       ['auto', 'true', 'false'],
       'auto',
     );
-    // The embedded trace store: on by default only when nothing else receives the spans.
-    return (
-      mode === 'true' ||
-      (mode === 'auto' && r.raw('OTEL_TRACES_EXPORTER') === undefined && !tracesEndpointSet(get))
-    );
+    // The embedded trace store: on by default only when nothing else receives the spans. An
+    // OTEL_TRACES_EXPORTER naming nothing known counts as unset, as it does for the exporters.
+    const chosen = (r.raw('OTEL_TRACES_EXPORTER') ?? '')
+      .split(',')
+      .some((name) => ['otlp', 'console', 'none'].includes(name.trim().toLowerCase()));
+    return mode === 'true' || (mode === 'auto' && !chosen && !tracesEndpointSet(get));
   },
 );
 const traceFileDir = setting(
