@@ -4,7 +4,9 @@
  * real service under the preload, exporting to the in-process OTLP receiver.
  */
 import assert from 'node:assert/strict';
-import { type AppProcess, request, startApp } from '../support/app';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { type AppProcess, ROOT, request, startApp } from '../support/app';
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 
 /** Spans per trace export request (OTLP/JSON bodies). */
@@ -103,5 +105,25 @@ describe('OTEL_BSP_* and span limits under SDK 3', function () {
     assert.deepEqual(warnings, [
       'DLOTEL_CONFIG_INVALID: OTEL_BSP_MAX_EXPORT_BATCH_SIZE="lots" is not a whole number from 1 to 1000000; using the default 512',
     ]);
+  });
+});
+
+describe('loading the configuration', () => {
+  it('prints nothing and writes no variable: parsing returns the warnings', () => {
+    const script = `
+      const before = JSON.stringify(process.env);
+      const { parseConfig } = require(${JSON.stringify(join(ROOT, 'dist', 'src', 'config.js'))});
+      const { warnings } = parseConfig(process.env);
+      if (JSON.stringify(process.env) !== before) throw new Error('the environment changed');
+      process.stdout.write(String(warnings.length));
+    `;
+    const child = spawnSync(process.execPath, ['-e', script], {
+      env: { PATH: process.env.PATH ?? '', OTEL_BSP_MAX_QUEUE_SIZE: 'many', OTEL_LOG_LEVEL: 'x' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stderr, '');
+    assert.equal(child.stdout, '2', 'two warnings returned, none printed');
   });
 });
