@@ -145,24 +145,25 @@ function exporterFamily(
   shown: Setting['shown'] = 'plain',
 ): Setting<string | undefined>[] {
   const general = `OTEL_EXPORTER_OTLP_${suffix}`;
-  const make = (env: string, fallbackText: string, rowDoc: string) =>
+  const make = (env: string, rowDefault: string, rowDoc: string, fallback: string) =>
     setting(
       env,
-      fallbackText,
+      rowDefault,
       rowDoc,
       (r) => {
-        check?.(r, env, fallbackText);
+        check?.(r, env, fallback);
         return r.raw(env);
       },
       { readBy: 'exporter', shown },
     );
   return [
-    make(general, defaultText, doc),
+    make(general, defaultText, doc, `the default ${defaultText}`),
     ...SIGNALS.map((signal) =>
       make(
         `OTEL_EXPORTER_OTLP_${signal}_${suffix}`,
         general,
         `${doc} For ${signal.toLowerCase()}.`,
+        `${general} (default ${defaultText})`,
       ),
     ),
   ];
@@ -173,18 +174,18 @@ const checkTimeout = (r: Reader, env: string, fallback: string) => {
   if (raw === undefined) return;
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0)
-    r.invalid(env, raw, 'is not a number of milliseconds above 0', `the default ${fallback}`);
+    r.invalid(env, raw, 'is not a number of milliseconds above 0', fallback);
 };
 const checkCompression = (r: Reader, env: string, fallback: string) => {
   const raw = r.raw(env);
   // The exporters compare exactly: `GZIP` is not gzip to them.
   if (raw !== undefined && raw !== 'gzip' && raw !== 'none')
-    r.invalid(env, raw, 'is not gzip or none', `the default ${fallback}`);
+    r.invalid(env, raw, 'is not gzip or none', fallback);
 };
 const checkBoolean = (r: Reader, env: string, fallback: string) => {
   const raw = r.raw(env);
   if (raw !== undefined && !/^(true|false)$/i.test(raw))
-    r.invalid(env, raw, 'is not true or false', `the default ${fallback}`);
+    r.invalid(env, raw, 'is not true or false', fallback);
 };
 
 const exporterSettings: readonly Setting[] = [

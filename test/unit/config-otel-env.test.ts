@@ -386,12 +386,30 @@ describe('config: bad OTEL_* values', () => {
       assert.ok(w?.message.startsWith(s.env), w?.message);
       if (s.env !== 'OTEL_RESOURCE_ATTRIBUTES') {
         assert.ok(w?.message.includes('"bogus!"'), w?.message);
-        assert.match(w?.message ?? '', /; using (the default|[\w,]+$)/);
+        assert.match(
+          w?.message ?? '',
+          /; using (the default|OTEL_EXPORTER_OTLP_[A-Z]+ \(default \w+\)$|[\w,]+$)/,
+        );
       }
       const { [s.env]: _bad, ...rest } = env;
       assert.deepEqual(config, parseConfig(rest).config, 'the default is used');
     });
   }
+
+  it('a bad per-signal exporter value falls back to the general variable, and says so', () => {
+    const { warnings } = parseConfig({
+      OTEL_EXPORTER_OTLP_TIMEOUT: '5000',
+      OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: 'soon',
+      OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: 'GZIP',
+    });
+    assert.deepEqual(
+      warnings.map((w) => w.message),
+      [
+        'OTEL_EXPORTER_OTLP_LOGS_TIMEOUT="soon" is not a number of milliseconds above 0; using OTEL_EXPORTER_OTLP_TIMEOUT (default 10000)',
+        'OTEL_EXPORTER_OTLP_TRACES_COMPRESSION="GZIP" is not gzip or none; using OTEL_EXPORTER_OTLP_COMPRESSION (default none)',
+      ],
+    );
+  });
 
   it('a batch size above the queue size is lowered to it, with one warning', () => {
     const { config, warnings } = parseConfig({
