@@ -140,16 +140,22 @@ function buildLoggerProvider(config: Config, resource: Resource): LoggerProvider
   const { logs } = require('@opentelemetry/api') as typeof import('@opentelemetry/api');
   const { BatchLogRecordProcessor, ConsoleLogRecordExporter, LoggerProvider } =
     require('@opentelemetry/sdk-logs') as typeof import('@opentelemetry/sdk-logs');
+  // The logs SDK 3 reads no OTEL_BLRP_* nor limit variables: the configuration carries them.
   const processors = config.logs.exporters.map(
     (name) =>
       new BatchLogRecordProcessor({
+        ...config.logs.batch,
         exporter:
           name === 'otlp'
             ? guardLogExporter('OTLP', createOtlpLogExporter(config.logs.protocol))
             : new ConsoleLogRecordExporter(),
       }),
   );
-  const provider = new LoggerProvider({ resource, processors });
+  const provider = new LoggerProvider({
+    resource,
+    processors,
+    logRecordLimits: config.logs.limits,
+  });
   logs.setGlobalLoggerProvider(provider);
   return provider;
 }
@@ -185,6 +191,7 @@ function startTracing(config: Config, resource: Resource): TracerProvider {
     const exporter =
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
     const processor = new BatchSpanProcessor({
+      ...config.traces.batch,
       exporter: guardSpanExporter(name === 'otlp' ? 'OTLP' : name, exporter),
     });
     spanProcessors.push(countingQueueDrops(processor));
@@ -198,13 +205,17 @@ function startTracing(config: Config, resource: Resource): TracerProvider {
       name: config.serviceName,
     });
     const processor = new BatchSpanProcessor({
+      ...config.traces.batch,
       exporter: guardSpanExporter('the local trace file', file),
     });
     spanProcessors.push(countingQueueDrops(processor));
   }
+  // The trace SDK 3 reads no OTEL_BSP_*, sampler or span limit variables: the configuration
+  // carries them, read once with the rest.
   const tracerProvider = new TracerProvider({
     resource,
     sampler: buildSampler(config),
+    spanLimits: config.traces.spanLimits,
     spanProcessors,
   });
   trace.setGlobalTracerProvider(tracerProvider);
@@ -212,8 +223,8 @@ function startTracing(config: Config, resource: Resource): TracerProvider {
 }
 
 export function startTelemetry(config: Config): Telemetry {
-  if (config.logLevel !== undefined) {
-    diag.setLogger(new DiagConsoleLogger(), { logLevel: DIAG_LEVELS[config.logLevel] });
+  if (config.diagLogLevel !== undefined) {
+    diag.setLogger(new DiagConsoleLogger(), { logLevel: DIAG_LEVELS[config.diagLogLevel] });
   }
   const resource = buildResource(config);
   const management = new ManagementServer(

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
-import { type Config, findAppPackage, parseConfig } from '../config';
+import { type Config, findAppPackage, parseConfig, SETTINGS, type Setting } from '../config';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -64,6 +64,30 @@ function otlpEndpoint(env: Env, signal: 'traces' | 'metrics' | 'logs'): string {
   return `${(base ?? 'http://localhost:4318').replace(/\/$/, '')}/v1/${signal}`;
 }
 
+/** A variable's value as `datalab-otel config` may print it. */
+export function shownValue(setting: Setting, value: string): string {
+  switch (setting.shown) {
+    case 'secret':
+      return '[REDACTED]';
+    case 'url':
+      return redactUrl(value);
+    case 'headers':
+      return redactHeaders(value);
+    default:
+      return value;
+  }
+}
+
+/** JSON has no Infinity: "no limit" says what an unlimited limit means. */
+function printable(value: unknown): unknown {
+  if (typeof value === 'number' && !Number.isFinite(value)) return 'no limit';
+  if (Array.isArray(value)) return value.map(printable);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, printable(v)]));
+  }
+  return value;
+}
+
 export function effectiveConfig(
   env: Env,
   cwd: string,
@@ -75,15 +99,14 @@ export function effectiveConfig(
   if (config.metrics.exporters.includes('otlp'))
     otlp.metrics = redactUrl(otlpEndpoint(env, 'metrics'));
   if (config.logs.exporters.includes('otlp')) otlp.logs = redactUrl(otlpEndpoint(env, 'logs'));
+  // Every variable of the settings table that is set, as the distro saw it (secrets redacted).
+  const variables: Record<string, string> = {};
   const secretsSeen: Record<string, string> = {};
-  for (const name of [
-    'OTEL_EXPORTER_OTLP_HEADERS',
-    'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
-    'OTEL_EXPORTER_OTLP_METRICS_HEADERS',
-    'OTEL_EXPORTER_OTLP_LOGS_HEADERS',
-  ]) {
-    const v = env[name];
-    if (v) secretsSeen[name] = redactHeaders(v);
+  for (const setting of SETTINGS) {
+    const v = env[setting.env]?.trim();
+    if (!v) continue;
+    variables[setting.env] = shownValue(setting, v);
+    if (setting.shown !== 'plain') secretsSeen[setting.env] = variables[setting.env] as string;
   }
   for (const name of ['DATABASE_URL', 'REDIS_URL']) {
     const v = env[name];
@@ -92,16 +115,26 @@ export function effectiveConfig(
   return {
     config,
     report: {
-      ...config,
+      ...(printable(config) as object),
       management: {
         ...config.management,
-        token: env.DATALAB_MANAGEMENT_TOKEN ? '[REDACTED]' : undefined,
+        token: config.management.token === undefined ? undefined : '[REDACTED]',
       },
       otlpEndpoints: otlp,
+      variables,
       environment: secretsSeen,
     },
     warnings: warnings.map((w) => `${w.code}: ${w.message}`),
   };
+}
+
+/** `datalab-otel config --list`: every variable, its default and what it does, from the table. */
+export function settingsList(): string {
+  const width = Math.max(...SETTINGS.map((s) => s.env.length));
+  return SETTINGS.map((s) => {
+    const by = s.readBy === 'exporter' ? ' Read by the OTLP exporters.' : '';
+    return `${s.env.padEnd(width)}  ${s.doc}${by} Default: ${s.defaultText}.`;
+  }).join('\n');
 }
 
 function tcpReachable(url: string, timeoutMs: number): Promise<string | undefined> {
@@ -156,8 +189,8 @@ export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
   const major = Number(process.versions.node.split('.')[0]);
   const minor = Number(process.versions.node.split('.')[1]);
   findings.push({
-    ok: major > 20 || (major === 20 && minor >= 6),
-    text: `Node.js ${process.versions.node} (needs >= 20.6)`,
+    ok: major > 22 || (major === 22 && minor >= 15),
+    text: `Node.js ${process.versions.node} (needs >= 22.15)`,
   });
   for (const w of warnings) findings.push({ ok: false, text: `configuration: ${w}` });
   if (config.sdkDisabled)

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config';
 import { CORRELATION_ATTRIBUTE } from '../correlation/id';
-import { doctor, effectiveConfig } from './config-commands';
+import { doctor, effectiveConfig, settingsList } from './config-commands';
 import { matchingLogLines } from './logs';
 import { toOtlpJson } from './otlp-json';
 import {
@@ -21,7 +21,7 @@ import { renderTraces } from './tree';
 const USAGE = `usage:
   datalab-otel trace <correlation-or-trace-id> [--file <path|dir>]... [--jaeger <url>] [--tempo <url>]
                      [--service <name>] [--since <hours>] [--logs <file>]... [--json]
-  datalab-otel config
+  datalab-otel config [--list]
   datalab-otel doctor
 
 trace   finds the trace(s) of an ID and prints them as trees (service, span, offset, duration,
@@ -30,7 +30,8 @@ trace   finds the trace(s) of an ID and prints them as trees (service, span, off
         (API v3), --tempo. Without a source: the local trace files (DATALAB_TRACES_DIR,
         default ./.datalab/traces). --logs adds the JSON log lines of the request. --json prints
         the spans as OTLP JSON. Exit code 1 when nothing is found.
-config  prints the configuration the preload would use here, secrets redacted.
+config  prints the configuration the preload would use here, secrets redacted. --list prints
+        every variable it reads, with its default and what it does.
 doctor  checks exporter endpoints, the management port and instrumented packages.`;
 
 async function trace(id: string, values: Record<string, unknown>): Promise<number> {
@@ -113,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
         service: { type: 'string' },
         since: { type: 'string' },
         json: { type: 'boolean' },
+        list: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -134,6 +136,10 @@ export async function main(argv: string[]): Promise<number> {
         }
         return await trace(arg, parsed.values);
       case 'config': {
+        if (parsed.values.list) {
+          process.stdout.write(`${settingsList()}\n`);
+          return 0;
+        }
         const { report, warnings } = effectiveConfig(process.env, process.cwd());
         for (const w of warnings) process.stderr.write(`warning ${w}\n`);
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -10,17 +10,10 @@
  * runs the same file with many more cases.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import {
-  type AppProcess,
-  freePort,
-  ROOT,
-  request,
-  startApp,
-  TEST_TRACES_DIR,
-} from '../support/app';
+import { SETTINGS } from '../../src/config';
+import { type AppProcess, freePort, request, startApp, TEST_TRACES_DIR } from '../support/app';
 import { parsePrometheusText, samplesNamed } from '../support/prometheus-text';
 
 const SEED =
@@ -388,31 +381,9 @@ describe(`fuzz: hostile requests (seed ${SEED}, ${CASES} cases)`, function () {
   });
 });
 
-/** Every variable the distro reads: parsed from src/config.ts, plus those the SDK reads itself. */
+/** Every variable the distro knows: the settings table (the OTLP exporters' own included). */
 function configVariables(): string[] {
-  const source = readFileSync(join(ROOT, 'src', 'config.ts'), 'utf8');
-  const names = new Set([...source.matchAll(/'((?:OTEL|DATALAB)_[A-Z0-9_]+)'/g)].map((m) => m[1]));
-  for (const signal of ['TRACES', 'METRICS', 'LOGS']) {
-    names.add(`OTEL_EXPORTER_OTLP_${signal}_PROTOCOL`);
-    names.add(`OTEL_EXPORTER_OTLP_${signal}_HEADERS`);
-    names.add(`OTEL_EXPORTER_OTLP_${signal}_TIMEOUT`);
-  }
-  for (const sdk of [
-    'OTEL_EXPORTER_OTLP_HEADERS',
-    'OTEL_EXPORTER_OTLP_TIMEOUT',
-    'OTEL_EXPORTER_OTLP_COMPRESSION',
-    'OTEL_BSP_SCHEDULE_DELAY',
-    'OTEL_BSP_EXPORT_TIMEOUT',
-    'OTEL_BSP_MAX_QUEUE_SIZE',
-    'OTEL_BSP_MAX_EXPORT_BATCH_SIZE',
-    'OTEL_BLRP_SCHEDULE_DELAY',
-    'OTEL_BLRP_MAX_QUEUE_SIZE',
-    'OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT',
-    'OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT',
-  ]) {
-    names.add(sdk);
-  }
-  return [...names].filter((n): n is string => n !== undefined).sort();
+  return SETTINGS.map((s) => s.env).sort();
 }
 
 const GARBAGE = [
