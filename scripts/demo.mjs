@@ -74,6 +74,8 @@ function stop(service) {
   });
 }
 
+console.log(`== Node.js ${process.version}`);
+
 const data = await start('data-service', {});
 const gateway = await start('api-gateway', { DATA_SERVICE_URL: data.url });
 
