@@ -115,11 +115,13 @@ process.on('exit', () => {
 const APP_SERVER = `
 const http = require('node:http');
 const winston = require('winston');
+// The application's own api (1.9.0), not the distro's.
+const api = require('@opentelemetry/api');
 const { createLogger } = require('@datalab/otel');
 const own = winston.createLogger({ format: winston.format.json(), transports: [new winston.transports.Console()] });
 const distro = createLogger();
 const server = http.createServer((req, res) => {
-  own.info('own logger', { path: req.url });
+  own.info('own logger', { path: req.url, app_api_trace_id: api.trace.getActiveSpan()?.spanContext().traceId });
   distro.info('distro logger');
   res.end('ok');
 });
@@ -311,6 +313,9 @@ describe('installing into an application', function () {
         join(dir, 'node_modules', 'winston', 'lib', 'winston.js'),
       );
       await assertCorrelated(app, ['own logger', 'distro logger']);
+      // The application's api 1.9 reads the globals the distro's 1.10 registered.
+      const own = await lineWith(app, 'own logger');
+      assert.equal(own.app_api_trace_id, own.trace_id);
       assert.deepEqual(app.warnings(), []);
     });
 
