@@ -52,9 +52,10 @@ export function bootstrap(): Promise<void> {
     const config = loadConfig();
     if (config.sdkDisabled) return state.ready;
     const waitForEsmHooks = config.esmHooks ? registerEsmHooks() : undefined;
-    const { startTelemetry } = require('./sdk') as typeof import('./sdk');
+    const { withDistroApi } = require('./api-copy') as typeof import('./api-copy');
+    const { startTelemetry } = withDistroApi(() => require('./sdk') as typeof import('./sdk'));
     const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
-    state.telemetry = startTelemetry(config);
+    state.telemetry = withDistroApi(() => startTelemetry(config));
     installShutdownHooks(state.telemetry);
     // The instrumentations just sent the loader the modules they hook; ESM modules imported
     // before the loader acknowledged that list would go unpatched.

@@ -10,6 +10,7 @@ import {
   InstrumentationBase,
   type InstrumentationModuleDefinition,
 } from '@opentelemetry/instrumentation';
+import { withDistroApi } from './api-copy';
 import type { Config, InstrumentationName } from './config';
 import { adoptCorrelationId, correlationResponseHook } from './correlation/http';
 import { redisStatement } from './db/redis';
@@ -81,7 +82,8 @@ function deferredInstrumentation(
   const definitions = (): Definition[] => {
     if (real === undefined && !failed) {
       try {
-        real = create();
+        // Loaded when the application first requires the library: see api-copy.ts.
+        real = withDistroApi(create);
         if (tracerProvider !== undefined) real.setTracerProvider(tracerProvider);
         if (meterProvider !== undefined) real.setMeterProvider(meterProvider);
       } catch (err) {

@@ -16,8 +16,10 @@ export const FIXTURES = join(ROOT, 'test', 'fixtures');
 export type Preload = 'import' | 'require' | 'node-options' | 'none';
 
 export interface StartOptions {
-  /** File name under test/fixtures. */
+  /** File name under test/fixtures, or an absolute path. */
   readonly fixture: string;
+  /** Working directory (default: the package root, where the preload resolves by self-reference). */
+  readonly cwd?: string;
   readonly preload?: Preload;
   readonly env?: Readonly<Record<string, string>>;
   /** Wait for the management server's /metrics (default true unless preload is 'none'). */
@@ -96,12 +98,12 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
   if (preload === 'node-options') {
     env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import @datalab/otel/register`.trim();
   }
-  args.push(join(FIXTURES, options.fixture));
+  args.push(resolve(FIXTURES, options.fixture));
 
   // cwd is the package root so that `@datalab/otel/register` resolves by self-reference, as it
   // would from an application's node_modules.
   const child = spawn(process.execPath, args, {
-    cwd: ROOT,
+    cwd: options.cwd ?? ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
