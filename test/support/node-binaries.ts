@@ -69,3 +69,19 @@ function olderThan(version: string, min: string): boolean {
   }
   return false;
 }
+
+/**
+ * A Node.js 22 from before module.registerHooks() could run import-in-the-middle (< 22.22.3),
+ * where the preload falls back to the loader thread: DATALAB_TEST_NODE_22_EARLY, or one in the
+ * cache. Optional: the supported lines are covered by findNode().
+ */
+export function findEarlyNode22(): string | undefined {
+  const fromEnv = process.env.DATALAB_TEST_NODE_22_EARLY;
+  if (fromEnv && existsSync(fromEnv)) return fromEnv;
+  if (!existsSync(NODE_CACHE)) return undefined;
+  for (const v of readdirSync(NODE_CACHE)) {
+    const binary = join(NODE_CACHE, v, 'bin', 'node');
+    if (v.startsWith('22.') && olderThan(v, '22.22.3') && existsSync(binary)) return binary;
+  }
+  return undefined;
+}
