@@ -15,7 +15,7 @@ import { extname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { receiveMessageOnPort } from 'node:worker_threads';
 import { atLeast, parseNodeVersion } from './node-version';
-import { warnOnce } from './warnings';
+import { warn, warnOnce } from './warnings';
 
 /**
  * Where `module.registerHooks()` runs import-in-the-middle correctly: it must accept the nullish
@@ -83,20 +83,59 @@ export function registerEsmHooks(): (() => Promise<void>) | undefined {
     const { register: registerSync } = require('import-in-the-middle/register-hooks.mjs') as {
       register(options: { shouldInclude(url: string, specifier: string): boolean }): void;
     };
-    registerSync({
-      // In-thread, the names are read synchronously at each resolution: a library imported
-      // right after the instrumentations were created is already on the list.
-      shouldInclude: (url, specifier) => {
-        for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
-          for (const name of m.message as string[]) names.add(name);
-        }
-        return matches(url, specifier);
-      },
-    });
+    const taken = registersFirst(() =>
+      registerSync({
+        // In-thread, the names are read synchronously at each resolution: a library imported
+        // right after the instrumentations were created is already on the list.
+        shouldInclude: (url, specifier) => {
+          for (
+            let m = receiveMessageOnPort(port);
+            m !== undefined;
+            m = receiveMessageOnPort(port)
+          ) {
+            for (const name of m.message as string[]) names.add(name);
+          }
+          return matches(url, specifier);
+        },
+      }),
+    );
+    if (taken) {
+      warn(
+        'DLOTEL_ESM_HOOKS_CONFLICT',
+        "another agent registered import-in-the-middle's in-thread hooks first, with its own list of modules: libraries it does not list are not patched when imported as ESM (require() is unaffected). Load @datalab/otel/register before the other agent",
+      );
+    }
     return undefined;
   }
   register('import-in-the-middle/hook.mjs', pathToFileURL(__filename), channel.registerOptions);
   return channel.waitForAllMessagesAcknowledged;
+}
+
+/**
+ * Runs import-in-the-middle's register() and tells whether another user of the same copy had
+ * registered first: then ours is ignored (the hooks are a per-copy singleton) and it says so
+ * only in an uncoded process warning, which this replaces with a coded one.
+ */
+function registersFirst(registerSync: () => void): boolean {
+  let taken = false;
+  const emitWarning = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const text = typeof warning === 'string' ? warning : warning?.message;
+    if (
+      typeof text === 'string' &&
+      text.includes('synchronous hooks have already been registered')
+    ) {
+      taken = true;
+      return;
+    }
+    (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    registerSync();
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+  return taken;
 }
 
 const TS_EXTENSIONS = new Set(['.ts', '.cts']);

@@ -4,8 +4,9 @@
  * anywhere, TypeScript runners keep working, and another agent's loader does not break ours.
  */
 import assert from 'node:assert/strict';
+import { copyFileSync, cpSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AppProcess, FIXTURES, request, startApp } from '../support/app';
+import { type AppProcess, FIXTURES, ROOT, request, startApp } from '../support/app';
 import { findEarlyNode22, requireNode, versionOf } from '../support/node-binaries';
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 import { samplesNamed } from '../support/prometheus-text';
@@ -198,6 +199,96 @@ describe('loader hooks', () => {
             app.stdout.some((l) => l.includes('"other-apm-hooked"')),
             `the other agent's hook ran too (${versionOf(node)})`,
           );
+          assert.deepEqual(app.warnings(), []);
+        });
+      }
+    }
+  });
+
+  describe('with another agent in-thread (module.registerHooks)', () => {
+    // An agent that bundles its own copy of import-in-the-middle: installed for the test where
+    // resolution from it still finds import-in-the-middle's dependencies.
+    const dir = join(ROOT, 'node_modules', '.other-agent');
+    const ownCopy = join(dir, 'agent.mjs');
+    const sameCopy = join(FIXTURES, 'other-apm-sync.mjs');
+    before(() => {
+      mkdirSync(join(dir, 'node_modules'), { recursive: true });
+      cpSync(
+        join(ROOT, 'node_modules', 'import-in-the-middle'),
+        join(dir, 'node_modules', 'import-in-the-middle'),
+        { recursive: true },
+      );
+      copyFileSync(sameCopy, ownCopy);
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    async function startWith(ctx: Mocha.Context, line: number | 'running', theirs: string[]) {
+      const node = binaryFor(ctx, line);
+      return startApp({
+        fixture: 'express-app.mjs',
+        preload: 'none',
+        waitForMetrics: true,
+        node,
+        nodeArgs: theirs,
+        env: env(),
+      });
+    }
+    const ours = ['--import', '@datalab/otel/register'];
+    const otherHooked = (running: AppProcess) =>
+      running.stdout.some((l) => l.includes('"other-apm-hooked"'));
+
+    for (const line of LINES) {
+      it(`${label(line)}: same import-in-the-middle, loaded after ours: both agents patch express`, async function () {
+        app = await startWith(this, line, [...ours, '--import', sameCopy]);
+        await assertInstrumented(app);
+        assert.ok(otherHooked(app), "the other agent's hook ran too");
+        assert.deepEqual(app.warnings(), []);
+      });
+
+      it(`${label(line)}: same import-in-the-middle, loaded before ours: one DLOTEL_ESM_HOOKS_CONFLICT`, async function () {
+        app = await startWith(this, line, ['--import', sameCopy, ...ours]);
+        assert.equal(await request(app.url('/users/7')), 200);
+        const counters = samplesNamed(await app.scrape(), 'http_requests_total');
+        assert.equal(counters[0]?.labels.endpoint, '/users/:id');
+        assert.ok(otherHooked(app), "the other agent's hook ran");
+        assert.deepEqual(
+          app.warnings().map((w) => w.split(':')[0]),
+          ['DLOTEL_ESM_HOOKS_CONFLICT'],
+        );
+        assert.ok(
+          !app.stderr.some((l) => l.includes('already been registered')),
+          "import-in-the-middle's own uncoded warning is replaced by the coded one",
+        );
+      });
+
+      // Two copies of import-in-the-middle in-thread cannot both wrap one module (only one
+      // wrapper is generated, and each copy calls only its own hooks): the service runs, and
+      // one of the two agents patches it. README "Node.js versions and TypeScript" says so.
+      for (const order of ['before', 'after'] as const) {
+        it(`${label(line)}: its own import-in-the-middle, loaded ${order} ours: the service runs, one agent patches express`, async function () {
+          const theirs = ['--import', ownCopy];
+          app = await startWith(
+            this,
+            line,
+            order === 'before' ? [...theirs, ...ours] : [...ours, ...theirs],
+          );
+          assert.equal(await request(app.url('/users/7')), 200);
+          const counters = samplesNamed(await app.scrape(), 'http_requests_total');
+          assert.equal(counters[0]?.labels.endpoint, '/users/:id');
+          await new Promise((r) => setTimeout(r, 300));
+          const oursPatched = async () => {
+            try {
+              await receiver.waitFor(
+                () => receiver.spans.some((s) => s.scope.includes('instrumentation-express')),
+                8_000,
+              );
+              return true;
+            } catch {
+              return false;
+            }
+          };
+          const patched = [otherHooked(app), await oursPatched()];
+          assert.equal(patched.filter(Boolean).length >= 1, true, JSON.stringify(patched));
           assert.deepEqual(app.warnings(), []);
         });
       }
