@@ -49,13 +49,14 @@ export function bootstrap(): Promise<void> {
     const { loadConfig } = require('./config') as typeof import('./config');
     const config = loadConfig();
     if (config.sdkDisabled) return state.ready;
-    const waitForEsmHooks = config.esmHooks
-      ? (require('./esm-hooks') as typeof import('./esm-hooks')).registerEsmHooks()
+    const finishEsmHooks = config.esmHooks
+      ? (require('./esm-hooks') as typeof import('./esm-hooks')).prepareEsmHooks()
       : undefined;
     const { startTelemetry } = require('./sdk') as typeof import('./sdk');
     const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
     state.telemetry = startTelemetry(config);
     installShutdownHooks(state.telemetry);
+    const waitForEsmHooks = finishEsmHooks?.();
     // On the loader thread (older Node.js): the instrumentations just sent it the modules they
     // hook; ESM modules imported before it acknowledged that list would go unpatched.
     if (waitForEsmHooks !== undefined) {

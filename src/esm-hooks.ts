@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire, findPackageJSON, register, registerHooks } from 'node:module';
 import { extname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { receiveMessageOnPort } from 'node:worker_threads';
+import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { atLeast, parseNodeVersion } from './node-version';
 import { warn, warnOnce } from './warnings';
 
@@ -60,11 +60,13 @@ function safePath(url: string): string | undefined {
 }
 
 /**
- * Installs import-in-the-middle's hooks for the modules instrumentations will hook. Returns what
- * to await before the application's own imports run (the loader thread acknowledging the list),
- * or undefined when nothing needs waiting for.
+ * Installs import-in-the-middle's hooks for the modules instrumentations hook, in two steps
+ * around the creation of the instrumentations: call this before (their Hook() calls must find the
+ * channel), and the function it returns after. That one returns what to await before the
+ * application's own imports run (the loader thread acknowledging the list), or undefined when
+ * nothing needs waiting for.
  */
-export function registerEsmHooks(): (() => Promise<void>) | undefined {
+export function prepareEsmHooks(): () => (() => Promise<void>) | undefined {
   const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
   // Every Hook() call (ours and any other in-process user of this copy) posts its module names
   // to this channel; both paths read them from there.
@@ -76,39 +78,42 @@ export function registerEsmHooks(): (() => Promise<void>) | undefined {
         supportsSyncHooks(): boolean;
       }
     ).supportsSyncHooks();
-  if (sync) {
-    const port = channel.addHookMessagePort;
-    const names = new Set<string>();
-    const matches = hookedModuleMatcher(names);
-    const { register: registerSync } = require('import-in-the-middle/register-hooks.mjs') as {
-      register(options: { shouldInclude(url: string, specifier: string): boolean }): void;
-    };
-    const taken = registersFirst(() =>
-      registerSync({
-        // In-thread, the names are read synchronously at each resolution: a library imported
-        // right after the instrumentations were created is already on the list.
-        shouldInclude: (url, specifier) => {
-          for (
-            let m = receiveMessageOnPort(port);
-            m !== undefined;
-            m = receiveMessageOnPort(port)
-          ) {
-            for (const name of m.message as string[]) names.add(name);
-          }
-          return matches(url, specifier);
-        },
-      }),
-    );
-    if (taken) {
-      warn(
-        'DLOTEL_ESM_HOOKS_CONFLICT',
-        "another agent registered import-in-the-middle's in-thread hooks first, with its own list of modules: libraries it does not list are not patched when imported as ESM (require() is unaffected). Load @datalab/otel/register before the other agent",
-      );
-    }
-    return undefined;
+  if (!sync) {
+    register('import-in-the-middle/hook.mjs', pathToFileURL(__filename), channel.registerOptions);
+    return () => channel.waitForAllMessagesAcknowledged;
   }
-  register('import-in-the-middle/hook.mjs', pathToFileURL(__filename), channel.registerOptions);
-  return channel.waitForAllMessagesAcknowledged;
+  // In-thread hooks run for every require() too: registered after the instrumentations, the
+  // SDK's own few hundred modules do not pay for them.
+  return () => {
+    registerInThread(channel.addHookMessagePort);
+    return undefined;
+  };
+}
+
+function registerInThread(port: MessagePort): void {
+  const names = new Set<string>();
+  const matches = hookedModuleMatcher(names);
+  const { register: registerSync } = require('import-in-the-middle/register-hooks.mjs') as {
+    register(options: { shouldInclude(url: string, specifier: string): boolean }): void;
+  };
+  const taken = registersFirst(() =>
+    registerSync({
+      // Read synchronously at each resolution: names of instrumentations created later (an
+      // application calling Hook() itself) are on the list before their module is imported.
+      shouldInclude: (url, specifier) => {
+        for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+          for (const name of m.message as string[]) names.add(name);
+        }
+        return matches(url, specifier);
+      },
+    }),
+  );
+  if (taken) {
+    warn(
+      'DLOTEL_ESM_HOOKS_CONFLICT',
+      "another agent registered import-in-the-middle's in-thread hooks first, with its own list of modules: libraries it does not list are not patched when imported as ESM (require() is unaffected). Load @datalab/otel/register before the other agent",
+    );
+  }
 }
 
 /**
