@@ -2,7 +2,8 @@
  * The first thing both entry points run. On a Node.js older than the distro supports, the SDK
  * would fail part way through start-up (or worse, half start), so nothing is loaded at all: one
  * warning, and the application runs exactly as it would without the preload flag. Only
- * warnings.ts (pure functions) is loaded before the check, so this file must stay that light.
+ * warnings.ts (pure functions) is loaded before the check, so this file must stay that light;
+ * after a failed check, config.ts's package.json lookup (Node built-ins only) names the service.
  */
 import { isMainThread } from 'node:worker_threads';
 import { useStructuredWarnings, warn } from './warnings';
@@ -40,10 +41,10 @@ export function nodeIsSupported(version = process.versions.node): boolean {
   const g = globalThis as { [kWarned]?: boolean };
   if (g[kWarned] || !isMainThread) return false;
   g[kWarned] = true;
-  // The configuration is not read on an unsupported Node (config.ts may need newer APIs):
-  // the record carries what the environment says directly.
+  // The configuration is not parsed on an unsupported Node (it may need newer APIs): the record
+  // carries the service name as SPEC §1 derives it, and the format the environment asks for.
   useStructuredWarnings(
-    process.env.OTEL_SERVICE_NAME || 'unknown_service:node',
+    serviceName(),
     process.env.DATALAB_LOG_FORMAT === 'pretty' ? 'pretty' : 'json',
   );
   warn(
@@ -51,4 +52,14 @@ export function nodeIsSupported(version = process.versions.node): boolean {
     `Node.js ${version} is not supported (@datalab/otel needs Node.js >= ${MIN_NODE_VERSION}); telemetry is off and the application runs without it`,
   );
   return false;
+}
+
+function serviceName(): string {
+  if (process.env.OTEL_SERVICE_NAME) return process.env.OTEL_SERVICE_NAME;
+  try {
+    const { findAppPackage } = require('./config') as typeof import('./config');
+    return findAppPackage(process.argv[1], process.cwd()).name ?? 'unknown_service:node';
+  } catch {
+    return 'unknown_service:node';
+  }
 }
