@@ -9,7 +9,7 @@
  * `module.register()`, which those versions do not deprecate.
  */
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { createRequire, findPackageJSON, register, registerHooks } from 'node:module';
 import { extname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -161,7 +161,8 @@ export function keepTypeScriptEntryOnRequireHook(mainScript: string | undefined)
   if (!TS_EXTENSIONS.has(ext)) return;
   const extensions = createRequire(__filename).extensions;
   if (!Object.hasOwn(extensions, ext)) return;
-  const mainUrl = pathToFileURL(mainScript).href;
+  // Node loads the entry point by its real path (a symlinked bin, a deployment link).
+  const mainUrl = pathToFileURL(realPath(mainScript)).href;
   if (!isCommonJsScope(mainUrl, ext)) return;
   if (syncHooksUsable(process.versions.node)) {
     registerHooks({
@@ -195,6 +196,14 @@ export async function load(url, context, nextLoad) {
   if (url === main) return { format: 'commonjs', source: null, shortCircuit: true };
   return nextLoad(url, context);
 }`;
+
+function realPath(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
+  }
+}
 
 /** `.cts` always; `.ts` unless the nearest package.json says `"type": "module"`. */
 function isCommonJsScope(mainUrl: string, ext: string): boolean {
