@@ -2,9 +2,7 @@
  * What the preload does, for both entry points (register.mjs for --import, register.js for
  * --require). Whatever goes wrong here, the application starts: one warning, no telemetry.
  */
-import { register as registerLoaderHooks } from 'node:module';
 import { basename } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import type { Telemetry } from './sdk';
 import { warn } from './warnings';
@@ -51,14 +49,17 @@ export function bootstrap(): Promise<void> {
     const { loadConfig } = require('./config') as typeof import('./config');
     const config = loadConfig();
     if (config.sdkDisabled) return state.ready;
-    const waitForEsmHooks = config.esmHooks ? registerEsmHooks() : undefined;
+    const finishEsmHooks = config.esmHooks
+      ? (require('./esm-hooks') as typeof import('./esm-hooks')).prepareEsmHooks()
+      : undefined;
     const { withDistroApi } = require('./api-copy') as typeof import('./api-copy');
     const { startTelemetry } = withDistroApi(() => require('./sdk') as typeof import('./sdk'));
     const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
     state.telemetry = withDistroApi(() => startTelemetry(config));
     installShutdownHooks(state.telemetry);
-    // The instrumentations just sent the loader the modules they hook; ESM modules imported
-    // before the loader acknowledged that list would go unpatched.
+    const waitForEsmHooks = finishEsmHooks?.();
+    // On the loader thread (older Node.js): the instrumentations just sent it the modules they
+    // hook; ESM modules imported before it acknowledged that list would go unpatched.
     if (waitForEsmHooks !== undefined) {
       state.ready = waitForEsmHooks().catch((err: unknown) => {
         warn('DLOTEL_START_FAILED', `ESM hooks were not acknowledged: ${describe(err)}`);
@@ -71,17 +72,6 @@ export function bootstrap(): Promise<void> {
     );
   }
   return state.ready;
-}
-
-/**
- * import-in-the-middle's loader, limited to the modules an instrumentation hooks: wrapping
- * every ESM module would slow start-up and can break unrelated code.
- */
-function registerEsmHooks(): () => Promise<void> {
-  const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
-  const { registerOptions, waitForAllMessagesAcknowledged } = iitm.createAddHookMessageChannel();
-  registerLoaderHooks('import-in-the-middle/hook.mjs', pathToFileURL(__filename), registerOptions);
-  return waitForAllMessagesAcknowledged;
 }
 
 function describe(err: unknown): string {

@@ -12,6 +12,10 @@ export const WARNING_CODES = {
   DLOTEL_EXPORT_FAILED: 'Exporting telemetry to its backend failed.',
   DLOTEL_ENDPOINT_OVERFLOW: 'The cap on distinct endpoint label values was reached.',
   DLOTEL_INTERNAL_ERROR: 'An error inside a distro hook was caught and swallowed.',
+  DLOTEL_NODE_UNSUPPORTED: 'The running Node.js is older than the distro supports; nothing starts.',
+  DLOTEL_ESM_HOOKS_CONFLICT:
+    "Another agent's ESM hooks were registered first; ours are not active.",
+  DLOTEL_TYPESCRIPT_UNSUPPORTED: 'A TypeScript set-up the --import preload cannot serve.',
 } as const;
 
 export type WarningCode = keyof typeof WARNING_CODES;

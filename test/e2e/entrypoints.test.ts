@@ -3,9 +3,12 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
-import { type AppProcess, request, startApp } from '../support/app';
+import { MIN_NODE_VERSION } from '../../src/node-version';
+import { type AppProcess, type Preload, request, startApp } from '../support/app';
+import { findNodeOlderThan, versionOf } from '../support/node-binaries';
 import { startOtlpReceiver } from '../support/otlp-receiver';
 import { samplesNamed, sumOf } from '../support/prometheus-text';
+import { skipBecause } from '../support/skip';
 
 describe('entry points', () => {
   let app: AppProcess | undefined;
@@ -146,5 +149,112 @@ describe('entry points', () => {
     assert.equal(await request(app.url('/')), 200);
     const counters = samplesNamed(await app.scrape(), 'http_requests_total');
     assert.equal(counters[0]?.labels.service, 'billing-worker');
+  });
+});
+
+describe('on a Node.js older than supported', () => {
+  let oldNode: string | undefined;
+  before(() => {
+    oldNode = findNodeOlderThan(MIN_NODE_VERSION);
+  });
+
+  /** Runs the fixture through a fixed conversation and returns what an observer could see. */
+  async function observe(fixture: string, preload: Preload) {
+    const app = await startApp({
+      fixture,
+      preload,
+      node: oldNode,
+      waitForMetrics: false,
+      env: { OTEL_SERVICE_NAME: 'old-node-app' },
+    });
+    try {
+      const bodies: string[] = [];
+      for (const path of ['/a', '/b?x=1', '/exit']) {
+        const res = await fetch(app.url(path));
+        bodies.push(`${res.status} ${await res.text()}`);
+      }
+      const metricsServed = await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`).then(
+        () => true,
+        () => false,
+      );
+      const { code, signal } = await app.exited;
+      return {
+        code,
+        signal,
+        bodies,
+        metricsServed,
+        // The port is the only thing that differs from run to run.
+        stdout: app.stdout.map((l) => l.replace(/"port":\d+/, '"port":0')),
+        stderr: app.stderr,
+      };
+    } finally {
+      await app.stop();
+    }
+  }
+
+  for (const [fixture, preload] of [
+    ['old-node-app.cjs', 'require'],
+    ['old-node-app.mjs', 'import'],
+    ['old-node-app.cjs', 'import'],
+  ] as const) {
+    it(`--${preload} of ${fixture}: one DLOTEL_NODE_UNSUPPORTED warning, and the app behaves as without the flag`, async function () {
+      if (!oldNode) {
+        const reason = `no Node.js older than ${MIN_NODE_VERSION} on this machine (PATH, /usr/bin, the Node cache)`;
+        if (process.env.CI === 'true') throw new Error(`CI must have one: ${reason}`);
+        skipBecause(this, reason);
+      }
+      const version = versionOf(oldNode as string);
+      const without = await observe(fixture, 'none');
+      const withFlag = await observe(fixture, preload);
+
+      assert.equal(withFlag.code, 7, withFlag.stderr.join('\n'));
+      assert.deepEqual(
+        { ...withFlag, stderr: undefined },
+        { ...without, stderr: undefined },
+        'exit status, responses and stdout as without the flag',
+      );
+      assert.equal(withFlag.metricsServed, false, 'no management server');
+      assert.ok(
+        withFlag.stdout.some((l) => l.includes('"otel":false')),
+        'nothing of OpenTelemetry loaded',
+      );
+      assert.deepEqual(without.stderr, []);
+      assert.equal(withFlag.stderr.length, 1, withFlag.stderr.join('\n'));
+      const record = JSON.parse(withFlag.stderr[0] as string) as Record<string, unknown>;
+      assert.equal(record.code, 'DLOTEL_NODE_UNSUPPORTED');
+      assert.equal(record.logger, '@datalab/otel');
+      assert.equal(record.level, 'warn');
+      assert.equal(record.service, 'old-node-app');
+      assert.match(
+        String(record.message),
+        new RegExp(`Node\\.js ${version.replace(/\./g, '\\.')} `),
+      );
+      assert.ok(String(record.message).includes(`>= ${MIN_NODE_VERSION}`), String(record.message));
+    });
+  }
+
+  it('loaded twice (NODE_OPTIONS and --require) still warns once', async function () {
+    if (!oldNode) {
+      const reason = `no Node.js older than ${MIN_NODE_VERSION} on this machine`;
+      if (process.env.CI === 'true') throw new Error(`CI must have one: ${reason}`);
+      skipBecause(this, reason);
+    }
+    const app = await startApp({
+      fixture: 'old-node-app.cjs',
+      preload: 'require',
+      node: oldNode,
+      waitForMetrics: false,
+      env: { NODE_OPTIONS: '--import @datalab/otel/register' },
+    });
+    try {
+      assert.equal((await fetch(app.url('/exit'))).status, 200);
+      assert.equal((await app.exited).code, 7);
+      assert.deepEqual(
+        app.warnings().map((w) => w.split(':')[0]),
+        ['DLOTEL_NODE_UNSUPPORTED'],
+      );
+    } finally {
+      await app.stop();
+    }
   });
 });

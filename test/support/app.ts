@@ -24,6 +24,10 @@ export interface StartOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Wait for the management server's /metrics (default true unless preload is 'none'). */
   readonly waitForMetrics?: boolean;
+  /** The Node.js binary (default: the one running the tests). */
+  readonly node?: string;
+  /** Node.js flags after the preload's (`-r ts-node/register`, `--throw-deprecation`, …). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface AppProcess {
@@ -98,11 +102,11 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
   if (preload === 'node-options') {
     env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import @datalab/otel/register`.trim();
   }
-  args.push(resolve(FIXTURES, options.fixture));
+  args.push(...(options.nodeArgs ?? []), resolve(FIXTURES, options.fixture));
 
   // cwd is the package root so that `@datalab/otel/register` resolves by self-reference, as it
   // would from an application's node_modules.
-  const child = spawn(process.execPath, args, {
+  const child = spawn(options.node ?? process.execPath, args, {
     cwd: options.cwd ?? ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
