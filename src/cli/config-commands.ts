@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { type Config, findAppPackage, parseConfig, SETTINGS, type Setting } from '../config';
+import { atLeast, MIN_NODE_VERSION } from '../node-version';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -186,11 +187,9 @@ export interface Finding {
 export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
   const findings: Finding[] = [];
   const { config, warnings } = effectiveConfig(env, cwd);
-  const major = Number(process.versions.node.split('.')[0]);
-  const minor = Number(process.versions.node.split('.')[1]);
   findings.push({
-    ok: major > 22 || (major === 22 && minor >= 15),
-    text: `Node.js ${process.versions.node} (needs >= 22.15)`,
+    ok: atLeast(process.versions.node, MIN_NODE_VERSION),
+    text: `Node.js ${process.versions.node} (needs >= ${MIN_NODE_VERSION})`,
   });
   for (const w of warnings) findings.push({ ok: false, text: `configuration: ${w}` });
   if (config.sdkDisabled)
