@@ -492,7 +492,7 @@ export const dbRootSpans = bool(
 export const esmHooks = bool(
   'DATALAB_ESM_HOOKS',
   true,
-  "false skips import-in-the-middle's ESM loader hooks (CommonJS services only).",
+  "false skips import-in-the-middle's ESM hooks (CommonJS services only).",
 );
 
 export const traceFileEnabled = setting(
