@@ -5,10 +5,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { skipBecause } from './skip';
 
-export const NODE_CACHE = '/root/.cache/datalab-otel/node';
+/** Where scripts/node-matrix.mjs (and so CI, before the tests) puts the binaries it fetches. */
+export const NODE_CACHE = join(
+  process.env.XDG_CACHE_HOME || join(homedir(), '.cache'),
+  'datalab-otel',
+  'node',
+);
 
 export function versionOf(binary: string): string {
   return execFileSync(binary, ['-p', 'process.versions.node'], { encoding: 'utf8' }).trim();
