@@ -57,7 +57,16 @@ export function bootstrap(): Promise<void> {
     const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
     state.telemetry = withDistroApi(() => startTelemetry(config));
     installShutdownHooks(state.telemetry);
-    const waitForEsmHooks = finishEsmHooks?.();
+    let waitForEsmHooks: (() => Promise<void>) | undefined;
+    try {
+      waitForEsmHooks = finishEsmHooks?.();
+    } catch (err) {
+      // Telemetry is running by now: only ESM-imported libraries go unpatched.
+      warn(
+        'DLOTEL_START_FAILED',
+        `ESM hooks were not installed (${describe(err)}); libraries imported as ESM are not instrumented`,
+      );
+    }
     // On the loader thread (older Node.js): the instrumentations just sent it the modules they
     // hook; ESM modules imported before it acknowledged that list would go unpatched.
     if (waitForEsmHooks !== undefined) {

@@ -16,7 +16,7 @@ import type { Get, Setting } from './config/setting';
 import * as S from './config/settings';
 import type { BatchOptions, Config, PackageInfo } from './config/types';
 import { setFaults } from './faults';
-import { useStructuredWarnings, warn } from './warnings';
+import { flushDeferredWarnings, useStructuredWarnings, warn } from './warnings';
 
 export type { ConfigWarning } from './config/reader';
 export { parseBuckets, parseResourceAttributes } from './config/reader';
@@ -88,6 +88,7 @@ export function parseConfig(
     },
     metrics: {
       exporters: get(S.metricsExporters),
+      temporality: get(S.temporality),
       protocol: get(S.metricsProtocol),
       exportIntervalMs: get(S.metricExportInterval),
       exportTimeoutMs: get(S.metricExportTimeout),
@@ -187,6 +188,7 @@ export function loadConfig(): Config {
   // Test-only (see faults.ts); deliberately not part of the documented configuration.
   setFaults((process.env.DATALAB_INTERNAL_FAULTS ?? '').split(',').filter((p) => p !== ''));
   for (const w of warnings) warn(w.code, w.message);
+  flushDeferredWarnings();
   loaded = config;
   return config;
 }

@@ -15,7 +15,7 @@ import { extname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { atLeast, parseNodeVersion } from './node-version';
-import { warn, warnOnce } from './warnings';
+import { warn, warnOnceWhenConfigured } from './warnings';
 
 /**
  * Where `module.registerHooks()` runs import-in-the-middle correctly: it must accept the nullish
@@ -180,7 +180,8 @@ export function keepTypeScriptEntryOnRequireHook(mainScript: string | undefined)
       data: { mainUrl },
     });
   } catch (err) {
-    warnOnce(
+    // Runs before the configuration is read: printed in its format once it is.
+    warnOnceWhenConfigured(
       'DLOTEL_TYPESCRIPT_UNSUPPORTED',
       'entry',
       `the TypeScript entry point could not be kept on its require hook (${

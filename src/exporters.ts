@@ -4,7 +4,6 @@
  * is decided here. Each exporter is wrapped so that a failing backend prints one warning a
  * minute instead of one per export, and never throws into the application.
  */
-import { diag } from '@opentelemetry/api';
 import type { ExportResult } from '@opentelemetry/core';
 import type { LogRecordExporter, ReadableLogRecord } from '@opentelemetry/sdk-logs';
 import {
@@ -16,7 +15,7 @@ import {
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import type { OtlpProtocol } from './config';
+import type { MetricsTemporality, OtlpProtocol } from './config';
 import { warnRateLimited } from './warnings';
 
 const TRACE_PACKAGES: Record<OtlpProtocol, string> = {
@@ -162,31 +161,26 @@ const LOW_MEMORY_DELTA: ReadonlySet<InstrumentType> = new Set([
 
 /**
  * The periodic reader asks its exporter for temporalities when it is created, long before the
- * first export loads the exporter. This is the choice every OTLP metric exporter makes
- * (exporter-metrics-otlp-http's OTLPMetricExporterBase, 0.301.x), from the same variable and
- * with the same warning; keep it in step when that package is upgraded.
+ * first export loads the exporter: the same choice every OTLP metric exporter makes
+ * (exporter-metrics-otlp-http's OTLPMetricExporterBase, 0.301.x), from the configuration, which
+ * read and checked the variable once.
  */
-function otlpTemporality(env: OtelEnv): (type: InstrumentType) => AggregationTemporality {
-  const raw = env.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE;
-  // Trimmed, as the exporters' own environment reader does.
-  const preference = (
-    raw === undefined || raw.trim() === '' ? 'cumulative' : raw.trim()
-  ).toLowerCase();
+function otlpTemporality(
+  preference: MetricsTemporality,
+): (type: InstrumentType) => AggregationTemporality {
   const deltaFor = (types: ReadonlySet<InstrumentType>) => (type: InstrumentType) =>
     types.has(type) ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE;
   if (preference === 'delta') return deltaFor(DELTA_TEMPORALITY);
   if (preference === 'lowmemory') return deltaFor(LOW_MEMORY_DELTA);
-  if (preference !== 'cumulative') {
-    diag.warn(
-      `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE is set to '${preference}', but only 'cumulative' and 'delta' are allowed. Using default ('cumulative') instead.`,
-    );
-  }
   return () => AggregationTemporality.CUMULATIVE;
 }
 
 const DEFAULT_AGGREGATION: AggregationOption = Object.freeze({ type: AggregationType.DEFAULT });
 
-export function createOtlpMetricExporter(protocol: OtlpProtocol): PushMetricExporter {
+export function createOtlpMetricExporter(
+  protocol: OtlpProtocol,
+  temporality: MetricsTemporality,
+): PushMetricExporter {
   const env = otelEnv();
   const exporter = deferredExporter<ResourceMetrics>(
     METRIC_PACKAGES[protocol],
@@ -213,7 +207,7 @@ export function createOtlpMetricExporter(protocol: OtlpProtocol): PushMetricExpo
   );
   return {
     ...exporter,
-    selectAggregationTemporality: otlpTemporality(env),
+    selectAggregationTemporality: otlpTemporality(temporality),
     selectAggregation: () => DEFAULT_AGGREGATION,
   };
 }

@@ -14,6 +14,7 @@ import {
   DiagConsoleLogger,
   DiagLogLevel,
   diag,
+  logs,
   metrics,
   propagation,
   type TextMapPropagator,
@@ -137,7 +138,6 @@ function buildPropagator(config: Config): TextMapPropagator {
 function buildLoggerProvider(config: Config, resource: Resource): LoggerProvider | undefined {
   if (config.logs.exporters.length === 0) return undefined;
   // Loaded only when logs are exported: most services never pay for the logs SDK.
-  const { logs } = require('@opentelemetry/api') as typeof import('@opentelemetry/api');
   const { BatchLogRecordProcessor, ConsoleLogRecordExporter, LoggerProvider } =
     require('@opentelemetry/sdk-logs') as typeof import('@opentelemetry/sdk-logs');
   // The logs SDK 3 reads no OTEL_BLRP_* nor limit variables: the configuration carries them.
@@ -267,7 +267,10 @@ export function startTelemetry(config: Config): Telemetry {
     if (name === 'prometheus') continue;
     const exporter =
       name === 'otlp'
-        ? guardMetricExporter('OTLP', createOtlpMetricExporter(config.metrics.protocol))
+        ? guardMetricExporter(
+            'OTLP',
+            createOtlpMetricExporter(config.metrics.protocol, config.metrics.temporality),
+          )
         : new ConsoleMetricExporter();
     readers.push(
       new PeriodicExportingMetricReader({

@@ -92,6 +92,22 @@ export function warnOnce(code: WarningCode, key: string, message: string): void 
   warn(code, message);
 }
 
+const deferred: Array<() => void> = [];
+
+/**
+ * For warnings raised before the configuration is read (the entry points' module hooks): held
+ * until the configuration says in which format warnings are printed, so that every coded
+ * warning comes out in the documented record format.
+ */
+export function warnOnceWhenConfigured(code: WarningCode, key: string, message: string): void {
+  deferred.push(() => warnOnce(code, key, message));
+}
+
+/** Prints what warnOnceWhenConfigured() held; called once the warning format is set. */
+export function flushDeferredWarnings(): void {
+  for (const print of deferred.splice(0)) print();
+}
+
 /** Values echoed in warnings are quoted and cut, so a hostile value cannot forge log lines. */
 export function quote(value: string, max = 80): string {
   const cut = value.length > max ? `${value.slice(0, max)}…` : value;

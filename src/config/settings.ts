@@ -223,7 +223,6 @@ export const temporality = oneOf(
   ['cumulative', 'delta', 'lowmemory'] as const,
   'cumulative',
   'Temporality of OTLP metrics: cumulative, delta or lowmemory.',
-  { readBy: 'exporter' },
 );
 
 // SPEC §4: traces go out over OTLP when an endpoint is configured. With no endpoint and no

@@ -4,6 +4,7 @@
  */
 import type { BuiltinHealthCheck } from '../health/types';
 
+export type MetricsTemporality = 'cumulative' | 'delta' | 'lowmemory';
 export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
 export type TracesExporterName = 'otlp' | 'console';
 export type MetricsExporterName = 'prometheus' | 'otlp' | 'console';
@@ -120,6 +121,8 @@ export interface Config {
     readonly exportTimeoutMs: number;
     readonly httpBuckets: readonly number[];
     readonly maxEndpoints: number;
+    /** OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, for the distro's own instruments. */
+    readonly temporality: MetricsTemporality;
   };
   readonly logs: {
     readonly exporters: readonly LogsExporterName[];
@@ -161,9 +164,9 @@ export interface Config {
   /** Trace database calls made outside any traced operation (timers, start-up) as root spans. */
   readonly dbRootSpans: boolean;
   /**
-   * DATALAB_ESM_HOOKS: register import-in-the-middle's ESM loader hooks. Off saves a loader
-   * thread at start-up for CommonJS services whose instrumented libraries are never imported
-   * through ESM.
+   * DATALAB_ESM_HOOKS: register import-in-the-middle's ESM hooks. Off is for CommonJS services
+   * whose instrumented libraries are never imported through ESM (it saves a loader thread on the
+   * Node.js versions that still need one).
    */
   readonly esmHooks: boolean;
   readonly health: {

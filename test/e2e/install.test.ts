@@ -228,7 +228,8 @@ describe('installing into an application', function () {
       writeJson(join(dir, 'package.json'), { name: 'cloud-app', version: '1.0.0', private: true });
       const specs = Object.entries(APP_DEPENDENCIES).map(([n, v]) => `${n}@${v}`);
       const base = await npm(dir, ['install', '--save-exact', ...NPM_FLAGS, ...specs]);
-      if (base.code !== 0 && NETWORK.test(base.stderr)) {
+      if (base.code !== 0 && NETWORK.test(base.stderr) && process.env.CI !== 'true') {
+        // CI reaches the registry by contract: there the assertion below fails instead.
         skipBecause(this, `the npm registry is unreachable: ${base.stderr.split('\n')[0]}`);
       }
       assert.equal(base.code, 0, base.stderr);
@@ -356,7 +357,8 @@ describe('installing into an application', function () {
       mkdirSync(dir);
       writeJson(join(dir, 'package.json'), { name: 'plain-app', version: '1.0.0', private: true });
       const install = await npm(dir, ['install', ...NPM_FLAGS, tarball]);
-      if (install.code !== 0 && NETWORK.test(install.stderr)) {
+      if (install.code !== 0 && NETWORK.test(install.stderr) && process.env.CI !== 'true') {
+        // CI reaches the registry by contract: there the assertion below fails instead.
         skipBecause(this, `the npm registry is unreachable: ${install.stderr.split('\n')[0]}`);
       }
       assert.equal(install.code, 0, install.stderr);

@@ -343,12 +343,17 @@ describe('config: every documented OTEL_* variable keeps its effect', () => {
   });
 
   it('OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: delta counters and histograms', () => {
+    // From the environment through the configuration to the exporter the SDK is given.
     const temporality = (value: string) =>
-      withEnv({ OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: value }, () =>
-        createOtlpMetricExporter('http/protobuf'),
+      createOtlpMetricExporter(
+        'http/protobuf',
+        parseConfig({ OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: value }).config.metrics
+          .temporality,
       ).selectAggregationTemporality?.(InstrumentType.HISTOGRAM);
     assert.equal(temporality('delta'), AggregationTemporality.DELTA);
     assert.equal(temporality('cumulative'), AggregationTemporality.CUMULATIVE);
+    assert.equal(temporality('LowMemory'), AggregationTemporality.DELTA);
+    assert.equal(temporality('sometimes'), AggregationTemporality.CUMULATIVE);
     const bad = parseConfig({ OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: 'sometimes' });
     assert.equal(bad.warnings.length, 1);
   });

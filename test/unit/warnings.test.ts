@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  flushDeferredWarnings,
   formatWarning,
   quote,
   setWarningSink,
   useStructuredWarnings,
   WARNING_CODES,
   warn,
+  warnOnceWhenConfigured,
   warnRateLimited,
 } from '../../src/warnings';
 import { ROOT } from '../support/app';
@@ -118,6 +120,24 @@ describe('warning codes', () => {
       assert.ok(!warnRateLimited('DLOTEL_EXPORT_FAILED', 'unit', 'down', 60_000, t0 + 59_000));
       assert.ok(warnRateLimited('DLOTEL_EXPORT_FAILED', 'unit', 'down', 60_000, t0 + 61_000));
       assert.equal(lines.length, 2);
+    } finally {
+      setWarningSink(previous);
+    }
+  });
+});
+
+describe('warnings raised before the configuration is read', () => {
+  it('are held until the format is known, then printed once', () => {
+    const seen: string[] = [];
+    const previous = setWarningSink((code, message) => seen.push(`${code} ${message}`));
+    try {
+      warnOnceWhenConfigured('DLOTEL_TYPESCRIPT_UNSUPPORTED', 'test-entry', 'held');
+      warnOnceWhenConfigured('DLOTEL_TYPESCRIPT_UNSUPPORTED', 'test-entry', 'held');
+      assert.deepEqual(seen, []);
+      flushDeferredWarnings();
+      assert.deepEqual(seen, ['DLOTEL_TYPESCRIPT_UNSUPPORTED held']);
+      flushDeferredWarnings();
+      assert.equal(seen.length, 1);
     } finally {
       setWarningSink(previous);
     }
