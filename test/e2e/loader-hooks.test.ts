@@ -4,6 +4,7 @@
  * anywhere, TypeScript runners keep working, and another agent's loader does not break ours.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AppProcess, FIXTURES, ROOT, request, startApp } from '../support/app';
@@ -141,6 +142,29 @@ describe('loader hooks', () => {
         });
       }
     }
+  });
+
+  describe('which hook mechanism each line gets', () => {
+    // The deprecation checks cannot tell a silent fallback to module.register() on 24 (which
+    // does not deprecate it yet) from the in-thread path: ask the distro itself.
+    function mechanism(node: string): string {
+      const program = `const finish = require(${JSON.stringify(join(ROOT, 'dist', 'src', 'esm-hooks.js'))}).prepareEsmHooks(); process.stdout.write(finish() === undefined ? 'in-thread' : 'loader-thread');`;
+      return execFileSync(node, ['-e', program], { encoding: 'utf8', timeout: 30_000 });
+    }
+    for (const line of LINES) {
+      it(`${label(line)}: in-thread (module.registerHooks)`, function () {
+        assert.equal(mechanism(binaryFor(this, line)), 'in-thread');
+      });
+    }
+    it('Node 22 before 22.22.3: the loader thread (module.register)', function () {
+      const node = findEarlyNode22();
+      if (!node) {
+        const reason = 'no Node.js 22 older than 22.22.3 in the cache';
+        if (process.env.CI === 'true') throw new Error(`CI must provide it: ${reason}`);
+        return skipBecause(this, reason);
+      }
+      assert.equal(mechanism(node), 'loader-thread');
+    });
   });
 
   describe('on a Node.js 22 before 22.22.3 (the loader-thread fallback)', () => {
