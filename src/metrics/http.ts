@@ -7,7 +7,7 @@
  * Hot-path budget per request: two clock reads, two listeners, three map lookups, one counter
  * increment and one histogram record (a bucket search). The counter and the histogram are the
  * distro's own (instruments.ts) and the in-flight gauge is a number read at collection time, so
- * a request costs no SDK call.
+ * a request costs no SDK call. With tracing on, one more property write: the span's route.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -42,10 +42,12 @@ type TrackedRequest = IncomingMessage & {
   [kRpc]?: RouteHolder;
   [kResponse]?: TrackedResponse;
   // Set by Express: `app` on every request it handles, `route` once a route matched, `baseUrl`
-  // the mount path of the router handling it.
+  // the mount path of the router (or sub-app, or mounted middleware) handling it, `originalUrl`
+  // the URL before Express stripped mount paths from `url`.
   app?: unknown;
   route?: unknown;
   baseUrl?: unknown;
+  originalUrl?: unknown;
 };
 
 interface MethodSeries {
@@ -159,6 +161,18 @@ export class HttpServerMetrics {
   }
 
   private endpointOf(request: TrackedRequest): string {
+    if (request.app !== undefined) {
+      const template = expressEndpoint(request);
+      // With tracing on, the server span takes its `http.route` (and name) from the RPC metadata
+      // when its own 'close' listener runs, which is after this one (the diagnostics channel
+      // fires before the 'request' event). instrumentation-express leaves a route there that
+      // loses sub-app mounts; the span gets the metrics' template instead.
+      const rpc = request[kRpc];
+      if (rpc !== undefined) rpc.route = template;
+      if (template !== undefined) return this.endpoints.admit(template, true);
+      const url = request.originalUrl;
+      return this.endpoints.admit(normalizePath(typeof url === 'string' ? url : request.url));
+    }
     const route = routeOf(request);
     return route === undefined
       ? this.endpoints.admit(normalizePath(request.url))
@@ -177,8 +191,7 @@ export class HttpServerMetrics {
     const request = response.req as TrackedRequest;
     const endpoint = this.endpointOf(request);
     const method = normalizeMethod(request.method);
-    // A response that never sent its headers (handler crashed, socket closed early) is a 500.
-    const status = response.headersSent ? response.statusCode : 500;
+    const status = responseStatus(response);
 
     // Nested maps keyed by values the request already holds: no key string built per request.
     let byMethod = this.series.get(endpoint);
@@ -220,16 +233,69 @@ export class HttpServerMetrics {
   }
 }
 
+/** nginx's "client closed request": the client went away before the response was sent. */
+export const CLIENT_CLOSED_REQUEST = 499;
+
 /**
- * The matched route template, else undefined (the caller then normalises the path). Express
- * reports its router's mount path as the route while it looks for a match, so an Express request
- * that matched no route (a 404 under `/api`) is not credited to `/api`.
+ * The status a finished (closed) response is counted with: the one sent; for a response that
+ * never sent its headers, 499 when the client closed the connection first (it sent its FIN, or
+ * reset the connection), else 500 (the application dropped it, or the server timed it out).
+ * The server span reports the same (instrumentations.ts). Reads state only: nothing is
+ * allocated, and answered responses cost one property read.
  */
+export function responseStatus(response: ServerResponse): number {
+  if (response.headersSent) return response.statusCode;
+  return clientClosed(response.req?.socket) ? CLIENT_CLOSED_REQUEST : 500;
+}
+
+function clientClosed(socket: IncomingMessage['socket'] | null | undefined): boolean {
+  if (socket === null || socket === undefined) return false;
+  // The peer's FIN: a client that gave up (an abandoned long poll, a half-sent upload).
+  if (socket.readableEnded) return true;
+  // The peer's RST (a killed client, a proxy that timed out). A socket the application or the
+  // server destroyed itself carries no such error.
+  const code = (socket.errored as NodeJS.ErrnoException | null)?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/** A route template some framework instrumentation put in the RPC metadata, else undefined. */
 function routeOf(request: TrackedRequest): string | undefined {
-  if (request.app !== undefined && request.route === undefined) return undefined;
   const route = request[kRpc]?.route;
   if (typeof route === 'string' && route !== '') return route;
   return request.route === undefined ? undefined : expressRoute(request);
+}
+
+/** Mount path → `<mount>/*`, so that a request to mounted middleware builds no string. */
+const mountTemplates = new Map<string, string>();
+const MAX_MOUNT_TEMPLATES = 1000;
+
+/**
+ * The endpoint of a request Express handled, or undefined when no route and no mount handled
+ * it (the caller then normalises the original path). A matched route gives every mount plus the
+ * route's path (`/admin` + `/users/:id`); middleware mounted under a path that answered without
+ * a route (`express.static` under `/static`, a proxy under `/proxy`) gives the mount path plus
+ * `/*`, never the path below the mount (Express strips the mount from `req.url`). Express
+ * restores `baseUrl` when a request leaves a router unanswered, so a 404 is not credited to the
+ * router it passed through.
+ */
+export function expressEndpoint(request: {
+  route?: unknown;
+  baseUrl?: unknown;
+}): string | undefined {
+  if (request.route !== undefined) return expressRoute(request);
+  const base = request.baseUrl;
+  if (typeof base !== 'string' || base === '' || base === '/') return undefined;
+  let template = mountTemplates.get(base);
+  if (template === undefined) {
+    template = mountTemplate(base);
+    if (mountTemplates.size < MAX_MOUNT_TEMPLATES) mountTemplates.set(base, template);
+  }
+  return template;
+}
+
+/** `/static` → `/static/*`: the one form under which a mount's unrouted requests are counted. */
+export function mountTemplate(base: string): string {
+  return `${normalizePath(base)}/*`;
 }
 
 const kTemplate = Symbol('datalab.otel.routeTemplate');
@@ -251,7 +317,9 @@ export function expressRoute(request: { route?: unknown; baseUrl?: unknown }): s
   const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
   const cached = route[kTemplate];
   if (cached !== undefined && cached.base === base) return cached.template;
-  const template = routeTemplate(base, route.path);
+  // `baseUrl` is the matched prefix, not the mount's pattern: a mount with a parameter
+  // (`/users/:id/posts`) shows the value, which must not become a series of its own.
+  const template = routeTemplate(base === '' ? base : normalizePath(base), route.path);
   route[kTemplate] = { base, template };
   return template;
 }
