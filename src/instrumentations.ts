@@ -17,7 +17,8 @@ import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
-import { CLIENT_CLOSED_REQUEST, responseStatus, trackRequestRoute } from './metrics/http';
+import { responseStatus, trackRequestRoute } from './metrics/http';
+import { CLIENT_CLOSED_REQUEST } from './metrics/outcome';
 import { DISTRO_VERSION } from './version';
 import { warn, warnOnce } from './warnings';
 

@@ -20,6 +20,8 @@ import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
+import { CLIENT_CLOSED_REQUEST, clientClosed } from './outcome';
+import { countUpgrades } from './upgrade';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
 const kStart = Symbol('datalab.otel.requestStart');
@@ -141,6 +143,9 @@ export class HttpServerMetrics {
     if (this.subscribed) return;
     diagnosticsChannel.subscribe(REQUEST_START_CHANNEL, this.onRequestStart);
     this.subscribed = true;
+    countUpgrades((request, status, seconds) => {
+      if (this.subscribed) this.countUpgrade(request, status, seconds);
+    }, this.options.isOwnServer);
   }
 
   disable(): void {
@@ -189,9 +194,29 @@ export class HttpServerMetrics {
     const seconds = (performance.now() - startedAt) / 1000;
 
     const request = response.req as TrackedRequest;
-    const endpoint = this.endpointOf(request);
+    this.record(request, this.endpointOf(request), responseStatus(response), seconds);
+  }
+
+  /**
+   * An HTTP/1.1 Upgrade (WebSocket) request, once its handshake was answered (upgrade.ts): Node
+   * hands those to 'upgrade' listeners with the raw socket, so no response closes for them. They
+   * are counted under their normalised path; they are not requests in flight.
+   */
+  countUpgrade(request: IncomingMessage, status: number, seconds: number): void {
+    try {
+      this.record(
+        request as TrackedRequest,
+        this.endpoints.admit(normalizePath(request.url)),
+        status,
+        seconds,
+      );
+    } catch (err) {
+      reportInternal(err);
+    }
+  }
+
+  private record(request: TrackedRequest, endpoint: string, status: number, seconds: number): void {
     const method = normalizeMethod(request.method);
-    const status = responseStatus(response);
 
     // Nested maps keyed by values the request already holds: no key string built per request.
     let byMethod = this.series.get(endpoint);
@@ -233,9 +258,6 @@ export class HttpServerMetrics {
   }
 }
 
-/** nginx's "client closed request": the client went away before the response was sent. */
-export const CLIENT_CLOSED_REQUEST = 499;
-
 /**
  * The status a finished (closed) response is counted with: the one sent; for a response that
  * never sent its headers, 499 when the client closed the connection first (it sent its FIN, or
@@ -246,16 +268,6 @@ export const CLIENT_CLOSED_REQUEST = 499;
 export function responseStatus(response: ServerResponse): number {
   if (response.headersSent) return response.statusCode;
   return clientClosed(response.req?.socket) ? CLIENT_CLOSED_REQUEST : 500;
-}
-
-function clientClosed(socket: IncomingMessage['socket'] | null | undefined): boolean {
-  if (socket === null || socket === undefined) return false;
-  // The peer's FIN: a client that gave up (an abandoned long poll, a half-sent upload).
-  if (socket.readableEnded) return true;
-  // The peer's RST (a killed client, a proxy that timed out). A socket the application or the
-  // server destroyed itself carries no such error.
-  const code = (socket.errored as NodeJS.ErrnoException | null)?.code;
-  return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /** A route template some framework instrumentation put in the RPC metadata, else undefined. */
