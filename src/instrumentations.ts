@@ -17,7 +17,7 @@ import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
-import { responseStatus, trackRequestRoute } from './metrics/http';
+import { expressEndpoint, responseStatus, trackRequestRoute } from './metrics/http';
 import { CLIENT_CLOSED_REQUEST } from './metrics/outcome';
 import { DISTRO_VERSION } from './version';
 import { warn, warnOnce } from './warnings';
@@ -166,6 +166,14 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     return new ExpressInstrumentation({
       enabled: false,
       ignoreLayersType: [ExpressLayerType.MIDDLEWARE],
+      // The handler span's `http.route` is the instrumentation's own guess, which loses the
+      // mount of a sub-app: it gets the server span's (and the metrics') template. Once per
+      // handler span, from the template cached on Express's route object.
+      requestHook: (span, info) => {
+        if (info.layerType !== ExpressLayerType.REQUEST_HANDLER) return;
+        const template = expressEndpoint(info.request as { route?: unknown; baseUrl?: unknown });
+        if (template !== undefined) span.setAttribute('http.route', template);
+      },
     });
   },
   pg: (config) => {

@@ -136,5 +136,14 @@ describe('Express mounts: endpoint and http.route with every mount prefix', func
       assert.equal(span.attributes['http.route'], r.route, `http.route of ${r.path}`);
       if (r.route !== undefined) assert.equal(span.name, `GET ${r.route}`, `name of ${r.path}`);
     }
+    // instrumentation-express's handler spans carry the same route as their server span.
+    const handlers = receiver.spans.filter(
+      (s) => s.attributes['express.type'] === 'request_handler',
+    );
+    assert.ok(handlers.length >= 6, `${handlers.length} handler spans`);
+    for (const h of handlers) {
+      const server = servers.find((s) => s.traceId === h.traceId);
+      assert.equal(h.attributes['http.route'], server?.attributes['http.route'], h.name);
+    }
   });
 });
