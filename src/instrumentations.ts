@@ -18,7 +18,6 @@ import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
 import { expressEndpoint, responseStatus, trackRequestRoute } from './metrics/http';
-import { CLIENT_CLOSED_REQUEST } from './metrics/outcome';
 import { DISTRO_VERSION } from './version';
 import { warn, warnOnce } from './warnings';
 
@@ -249,17 +248,17 @@ function incomingRequestHook(span: Span, request: unknown): void {
 /**
  * instrumentation-http's last word on a span before it ends. A server response that closed
  * without sending anything still has the default `statusCode` 200, which the instrumentation
- * records as the span's status; the metrics count it as 499 (the client went away) or 500 (the
- * application never answered). The span is made to say the same: its status code, and ERROR
- * for the 500 only (a 499 is not a server error, as with any 4xx). Answered responses cost one
- * type check and one property read.
+ * records as the span's status; the metrics count it as 499 (the client went away), 408 (Node's
+ * request timeout) or 500 (the application never answered). The span is made to say the same:
+ * its status code, and ERROR for the 500 only (a 4xx is not a server error). Answered responses
+ * cost one type check and one property read.
  */
 function unansweredOutcome(span: Span, _request: unknown, response: unknown): void {
   try {
     if (!(response instanceof ServerResponse) || response.headersSent) return;
     const status = responseStatus(response);
     span.setAttribute('http.response.status_code', status);
-    if (status === CLIENT_CLOSED_REQUEST) return;
+    if (status < 500) return;
     span.setAttribute('error.type', String(status));
     span.setStatus({ code: SpanStatusCode.ERROR });
   } catch (err) {

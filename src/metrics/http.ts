@@ -20,7 +20,7 @@ import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
-import { CLIENT_CLOSED_REQUEST, clientClosed } from './outcome';
+import { unansweredStatus } from './outcome';
 import { countUpgrades } from './upgrade';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
@@ -260,14 +260,14 @@ export class HttpServerMetrics {
 
 /**
  * The status a finished (closed) response is counted with: the one sent; for a response that
- * never sent its headers, 499 when the client closed the connection first (it sent its FIN, or
- * reset the connection), else 500 (the application dropped it, or the server timed it out).
- * The server span reports the same (instrumentations.ts). Reads state only: nothing is
- * allocated, and answered responses cost one property read.
+ * never sent its headers, 499 when the client closed the connection first, 408 when Node's
+ * request timeout answered, else 500 (see outcome.ts). The server span reports the same
+ * (instrumentations.ts). Reads state only: nothing is allocated, and answered responses cost one
+ * property read.
  */
 export function responseStatus(response: ServerResponse): number {
   if (response.headersSent) return response.statusCode;
-  return clientClosed(response.req?.socket) ? CLIENT_CLOSED_REQUEST : 500;
+  return unansweredStatus(response.req?.socket);
 }
 
 /** A route template some framework instrumentation put in the RPC metadata, else undefined. */

@@ -5,13 +5,16 @@ import type { Duplex } from 'node:stream';
 export const CLIENT_CLOSED_REQUEST = 499;
 
 /**
- * Whether the client closed the connection: its FIN (a client that gave up: an abandoned long
- * poll, a half-sent upload) or its reset (a killed client, a proxy that timed out). A socket the
- * application or the server destroyed itself shows neither.
+ * The status of a request whose connection closed before the application answered it:
+ * - 499 when the client closed it: its FIN (a client that gave up: an abandoned long poll, a
+ *   half-sent upload) or its reset (a killed client, a proxy that timed out);
+ * - 408 when Node's `server.requestTimeout` expired first (Node itself wrote that answer);
+ * - 500 otherwise: the application or the server destroyed the socket, which shows neither.
  */
-export function clientClosed(socket: Duplex | null | undefined): boolean {
-  if (socket === null || socket === undefined) return false;
-  if (socket.readableEnded) return true;
+export function unansweredStatus(socket: Duplex | null | undefined): number {
+  if (socket === null || socket === undefined) return 500;
+  if (socket.readableEnded) return CLIENT_CLOSED_REQUEST;
   const code = (socket.errored as NodeJS.ErrnoException | null)?.code;
-  return code === 'ECONNRESET' || code === 'EPIPE';
+  if (code === 'ECONNRESET' || code === 'EPIPE') return CLIENT_CLOSED_REQUEST;
+  return code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 500;
 }

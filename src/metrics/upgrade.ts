@@ -14,7 +14,7 @@ import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { warnOnce } from '../warnings';
-import { CLIENT_CLOSED_REQUEST, clientClosed } from './outcome';
+import { unansweredStatus } from './outcome';
 
 export type UpgradeRecorder = (request: IncomingMessage, status: number, seconds: number) => void;
 
@@ -99,7 +99,7 @@ function track(request: IncomingMessage & { [kCounted]?: true }, socket: Duplex)
     socket.removeListener('close', onClose);
     recorder?.(request, status, (performance.now() - startedAt) / 1000);
   };
-  const onClose = () => finish(clientClosed(socket) ? CLIENT_CLOSED_REQUEST : 500);
+  const onClose = () => finish(unansweredStatus(socket));
   socket.once('close', onClose);
   socket.write = function (this: Duplex, chunk: unknown) {
     finish(statusLine(chunk));

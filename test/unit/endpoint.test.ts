@@ -151,6 +151,10 @@ describe('status of a closed response', () => {
     const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
     assert.equal(responseStatus(response(false, { readableEnded: false, errored: reset })), 499);
   });
+  it("408 when Node's request timeout answered", () => {
+    const timeout = Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
+    assert.equal(responseStatus(response(false, { readableEnded: false, errored: timeout })), 408);
+  });
   it('500 when the server side dropped it', () => {
     assert.equal(responseStatus(response(false, { readableEnded: false, errored: null })), 500);
     const own = Object.assign(new Error('boom'), { code: 'ERR_OWN' });
