@@ -18,7 +18,7 @@ import { requestCorrelationId } from '../correlation/http';
 import { injectFault } from '../faults';
 import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
-import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
+import { EndpointRegistry, normalizeMethod, normalizePath, OVERFLOW_ENDPOINT } from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
 import { unansweredStatus } from './outcome';
 import { countUpgrades } from './upgrade';
@@ -279,7 +279,10 @@ function routeOf(request: TrackedRequest): string | undefined {
 
 /** Mount path → `<mount>/*`, so that a request to mounted middleware builds no string. */
 const mountTemplates = new Map<string, string>();
-const MAX_MOUNT_TEMPLATES = 1000;
+const MAX_CACHED_MOUNTS = 1000;
+/** Distinct `<mount>/*` endpoints: an application has a few mounts, unless one has a parameter. */
+const distinctMounts = new Set<string>();
+export const MAX_MOUNT_TEMPLATES = 100;
 
 /**
  * The endpoint of a request Express handled, or undefined when no route and no mount handled
@@ -300,7 +303,21 @@ export function expressEndpoint(request: {
   let template = mountTemplates.get(base);
   if (template === undefined) {
     template = mountTemplate(base);
-    if (mountTemplates.size < MAX_MOUNT_TEMPLATES) mountTemplates.set(base, template);
+    if (!distinctMounts.has(template)) {
+      if (distinctMounts.size >= MAX_MOUNT_TEMPLATES) {
+        warnOnce(
+          'DLOTEL_ENDPOINT_OVERFLOW',
+          'express-mounts',
+          `more than ${MAX_MOUNT_TEMPLATES} Express mount paths answered without a route (a mount ` +
+            "path with a parameter, such as app.use('/:tenant/static', …), gives one per value); " +
+            'later ones are counted as endpoint="__overflow__"',
+        );
+        template = OVERFLOW_ENDPOINT;
+      } else {
+        distinctMounts.add(template);
+      }
+    }
+    if (mountTemplates.size < MAX_CACHED_MOUNTS) mountTemplates.set(base, template);
   }
   return template;
 }
@@ -310,29 +327,64 @@ export function mountTemplate(base: string): string {
   return `${normalizePath(base)}/*`;
 }
 
-const kTemplate = Symbol('datalab.otel.routeTemplate');
-
-type ExpressRouteObject = {
-  path?: unknown;
-  // The last template built for this route, and the mount path it was built for.
-  [kTemplate]?: { readonly base: string; readonly template: string | undefined };
-};
+const kTemplates = Symbol('datalab.otel.routeTemplates');
 
 /**
- * The template from Express's own request properties, for when its instrumentation is not
- * loaded (metrics-only mode, or disabled). Kept on Express's route object, so a request builds
- * no string: the endpoint lookups then hash a string V8 has hashed before.
+ * Distinct templates one route may be counted under. More than a few means a mount path carries
+ * a parameter (`app.use('/:tenant', router)`): Express reports its value, not its pattern, so each
+ * value would be a series of its own, and route templates are exempt from DATALAB_MAX_ENDPOINTS.
+ */
+export const MAX_TEMPLATES_PER_ROUTE = 8;
+const MAX_CACHED_BASES = 256;
+
+interface RouteTemplates {
+  // The last mount path seen and its template: most routes are only ever reached under one.
+  lastBase: string;
+  lastTemplate: string | undefined;
+  readonly byBase: Map<string, string | undefined>;
+  readonly distinct: Set<string | undefined>;
+}
+
+type ExpressRouteObject = { path?: unknown; [kTemplates]?: RouteTemplates };
+
+/**
+ * The template from Express's own request properties. Kept on Express's route object, so a
+ * request builds no string: the endpoint lookups then hash a string V8 has hashed before.
  */
 export function expressRoute(request: { route?: unknown; baseUrl?: unknown }): string | undefined {
   const route = request.route as ExpressRouteObject | null | undefined;
   if (route === null || typeof route !== 'object') return undefined;
   const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
-  const cached = route[kTemplate];
-  if (cached !== undefined && cached.base === base) return cached.template;
-  // `baseUrl` is the matched prefix, not the mount's pattern: a mount with a parameter
-  // (`/users/:id/posts`) shows the value, which must not become a series of its own.
-  const template = routeTemplate(base === '' ? base : normalizePath(base), route.path);
-  route[kTemplate] = { base, template };
+  let cache = route[kTemplates];
+  if (cache !== undefined && cache.lastBase === base) return cache.lastTemplate;
+  if (cache === undefined) {
+    cache = { lastBase: base, lastTemplate: undefined, byBase: new Map(), distinct: new Set() };
+    route[kTemplates] = cache;
+  }
+  let template = cache.byBase.get(base);
+  if (template === undefined && !cache.byBase.has(base)) {
+    // `baseUrl` is the matched prefix, not the mount's pattern: ID values in it (a mount such as
+    // `/users/:id/posts`) become `:id`; other values are bounded per route below.
+    template = routeTemplate(base === '' ? base : normalizePath(base), route.path);
+    if (!cache.distinct.has(template)) {
+      if (cache.distinct.size >= MAX_TEMPLATES_PER_ROUTE) {
+        warnOnce(
+          'DLOTEL_ENDPOINT_OVERFLOW',
+          `express-route:${String(route.path)}`,
+          `the Express route ${JSON.stringify(String(route.path).slice(0, 80))} was reached under ` +
+            `more than ${MAX_TEMPLATES_PER_ROUTE} mount paths (a mount path with a parameter, ` +
+            `such as app.use('/:tenant', router), gives one per value); later ones are counted ` +
+            'as endpoint="__overflow__"',
+        );
+        template = OVERFLOW_ENDPOINT;
+      } else {
+        cache.distinct.add(template);
+      }
+    }
+    if (cache.byBase.size < MAX_CACHED_BASES) cache.byBase.set(base, template);
+  }
+  cache.lastBase = base;
+  cache.lastTemplate = template;
   return template;
 }
 

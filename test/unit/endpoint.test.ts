@@ -11,6 +11,8 @@ import {
 import {
   expressEndpoint,
   expressRoute,
+  MAX_MOUNT_TEMPLATES,
+  MAX_TEMPLATES_PER_ROUTE,
   mountTemplate,
   responseStatus,
   routeTemplate,
@@ -125,6 +127,29 @@ describe('Express endpoints with mounts', () => {
     assert.equal(expressEndpoint({ route, baseUrl: '/orgs/43/repos' }), '/orgs/:id/repos/:repo');
   });
 
+  it('a mount path with other values: a few templates per route, then __overflow__', () => {
+    const route = { path: '/api/items' };
+    const tenants = Array.from({ length: MAX_TEMPLATES_PER_ROUTE + 3 }, (_, i) => `/tenant-${i}`);
+    const got = tenants.map((baseUrl) => expressEndpoint({ route, baseUrl }));
+    assert.deepEqual(
+      got.slice(0, MAX_TEMPLATES_PER_ROUTE),
+      tenants.slice(0, MAX_TEMPLATES_PER_ROUTE).map((t) => `${t}/api/items`),
+    );
+    assert.deepEqual(new Set(got.slice(MAX_TEMPLATES_PER_ROUTE)), new Set([OVERFLOW_ENDPOINT]));
+    // The ones admitted first keep their template.
+    assert.equal(expressEndpoint({ route, baseUrl: '/tenant-0' }), '/tenant-0/api/items');
+  });
+
+  it('ID values in a mount path never use up that allowance', () => {
+    const route = { path: '/:repo' };
+    for (let id = 0; id < 500; id++) {
+      assert.equal(
+        expressEndpoint({ route, baseUrl: `/orgs/${id}/repos` }),
+        '/orgs/:id/repos/:repo',
+      );
+    }
+  });
+
   it('mounted middleware that answered without a route: the mount plus /*', () => {
     assert.equal(expressEndpoint({ baseUrl: '/static' }), '/static/*');
     assert.equal(expressEndpoint({ baseUrl: '/static' }), '/static/*');
@@ -136,6 +161,19 @@ describe('Express endpoints with mounts', () => {
     assert.equal(expressEndpoint({ baseUrl: '' }), undefined);
     assert.equal(expressEndpoint({ baseUrl: undefined }), undefined);
     assert.equal(expressEndpoint({}), undefined);
+  });
+});
+
+describe('Express mounts with a parameter', () => {
+  // Last: the allowance of distinct mount endpoints is per process.
+  it('mounted middleware: at most MAX_MOUNT_TEMPLATES endpoints, then __overflow__', () => {
+    const got = new Set<string | undefined>();
+    for (let i = 0; i < MAX_MOUNT_TEMPLATES + 10; i++) {
+      got.add(expressEndpoint({ baseUrl: `/tenant-${i}/static` }));
+    }
+    assert.ok(got.has(OVERFLOW_ENDPOINT));
+    assert.ok(got.size <= MAX_MOUNT_TEMPLATES + 1, `${got.size} endpoints`);
+    assert.equal(expressEndpoint({ baseUrl: '/static' }), '/static/*', 'one seen before stays');
   });
 });
 
