@@ -2,8 +2,8 @@
  * The instrumentations the distro ships, each loaded only when enabled: requiring all of
  * auto-instrumentations-node costs ~0.5 s of start-up for ~40 packages when six are used.
  */
-import { IncomingMessage } from 'node:http';
-import { context, type Span } from '@opentelemetry/api';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { context, type Span, SpanStatusCode } from '@opentelemetry/api';
 import { getRPCMetadata } from '@opentelemetry/core';
 import {
   type Instrumentation,
@@ -17,7 +17,7 @@ import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
-import { trackRequestRoute } from './metrics/http';
+import { expressEndpoint, responseStatus, trackRequestRoute } from './metrics/http';
 import { DISTRO_VERSION } from './version';
 import { warn, warnOnce } from './warnings';
 
@@ -148,6 +148,7 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
       ignoreIncomingRequestHook: hooks.ignoreIncomingRequest,
       requestHook: incomingRequestHook,
       responseHook: correlationResponseHook(config.correlation.header),
+      applyCustomAttributesOnSpan: unansweredOutcome,
     });
   },
   undici: () => {
@@ -164,6 +165,14 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     return new ExpressInstrumentation({
       enabled: false,
       ignoreLayersType: [ExpressLayerType.MIDDLEWARE],
+      // The handler span's `http.route` is the instrumentation's own guess, which loses the
+      // mount of a sub-app: it gets the server span's (and the metrics') template. Once per
+      // handler span, from the template cached on Express's route object.
+      requestHook: (span, info) => {
+        if (info.layerType !== ExpressLayerType.REQUEST_HANDLER) return;
+        const template = expressEndpoint(info.request as { route?: unknown; baseUrl?: unknown });
+        if (template !== undefined) span.setAttribute('http.route', template);
+      },
     });
   },
   pg: (config) => {
@@ -232,6 +241,31 @@ function incomingRequestHook(span: Span, request: unknown): void {
       'DLOTEL_INTERNAL_ERROR',
       'request-hook',
       `request hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
+/**
+ * instrumentation-http's last word on a span before it ends. A server response that closed
+ * without sending anything still has the default `statusCode` 200, which the instrumentation
+ * records as the span's status; the metrics count it as 499 (the client went away), 408 (Node's
+ * request timeout) or 500 (the application never answered). The span is made to say the same:
+ * its status code, and ERROR for the 500 only (a 4xx is not a server error). Answered responses
+ * cost one type check and one property read.
+ */
+function unansweredOutcome(span: Span, _request: unknown, response: unknown): void {
+  try {
+    if (!(response instanceof ServerResponse) || response.headersSent) return;
+    const status = responseStatus(response);
+    span.setAttribute('http.response.status_code', status);
+    if (status < 500) return;
+    span.setAttribute('error.type', String(status));
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  } catch (err) {
+    warnOnce(
+      'DLOTEL_INTERNAL_ERROR',
+      'span-outcome',
+      `span outcome hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
 }

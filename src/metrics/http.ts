@@ -7,7 +7,7 @@
  * Hot-path budget per request: two clock reads, two listeners, three map lookups, one counter
  * increment and one histogram record (a bucket search). The counter and the histogram are the
  * distro's own (instruments.ts) and the in-flight gauge is a number read at collection time, so
- * a request costs no SDK call.
+ * a request costs no SDK call. With tracing on, one more property write: the span's route.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -18,8 +18,10 @@ import { requestCorrelationId } from '../correlation/http';
 import { injectFault } from '../faults';
 import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
-import { EndpointRegistry, normalizeMethod, normalizePath } from './endpoint';
+import { EndpointRegistry, normalizeMethod, normalizePath, OVERFLOW_ENDPOINT } from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
+import { unansweredStatus } from './outcome';
+import { countUpgrades } from './upgrade';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
 const kStart = Symbol('datalab.otel.requestStart');
@@ -42,10 +44,12 @@ type TrackedRequest = IncomingMessage & {
   [kRpc]?: RouteHolder;
   [kResponse]?: TrackedResponse;
   // Set by Express: `app` on every request it handles, `route` once a route matched, `baseUrl`
-  // the mount path of the router handling it.
+  // the mount path of the router (or sub-app, or mounted middleware) handling it, `originalUrl`
+  // the URL before Express stripped mount paths from `url`.
   app?: unknown;
   route?: unknown;
   baseUrl?: unknown;
+  originalUrl?: unknown;
 };
 
 interface MethodSeries {
@@ -139,6 +143,9 @@ export class HttpServerMetrics {
     if (this.subscribed) return;
     diagnosticsChannel.subscribe(REQUEST_START_CHANNEL, this.onRequestStart);
     this.subscribed = true;
+    countUpgrades((request, status, seconds) => {
+      if (this.subscribed) this.countUpgrade(request, status, seconds);
+    }, this.options.isOwnServer);
   }
 
   disable(): void {
@@ -159,6 +166,18 @@ export class HttpServerMetrics {
   }
 
   private endpointOf(request: TrackedRequest): string {
+    if (request.app !== undefined) {
+      const template = expressEndpoint(request);
+      // With tracing on, the server span takes its `http.route` (and name) from the RPC metadata
+      // when its own 'close' listener runs, which is after this one (the diagnostics channel
+      // fires before the 'request' event). instrumentation-express leaves a route there that
+      // loses sub-app mounts; the span gets the metrics' template instead.
+      const rpc = request[kRpc];
+      if (rpc !== undefined) rpc.route = template;
+      if (template !== undefined) return this.endpoints.admit(template, true);
+      const url = request.originalUrl;
+      return this.endpoints.admit(normalizePath(typeof url === 'string' ? url : request.url));
+    }
     const route = routeOf(request);
     return route === undefined
       ? this.endpoints.admit(normalizePath(request.url))
@@ -175,10 +194,29 @@ export class HttpServerMetrics {
     const seconds = (performance.now() - startedAt) / 1000;
 
     const request = response.req as TrackedRequest;
-    const endpoint = this.endpointOf(request);
+    this.record(request, this.endpointOf(request), responseStatus(response), seconds);
+  }
+
+  /**
+   * An HTTP/1.1 Upgrade (WebSocket) request, once its handshake was answered (upgrade.ts): Node
+   * hands those to 'upgrade' listeners with the raw socket, so no response closes for them. They
+   * are counted under their normalised path; they are not requests in flight.
+   */
+  countUpgrade(request: IncomingMessage, status: number, seconds: number): void {
+    try {
+      this.record(
+        request as TrackedRequest,
+        this.endpoints.admit(normalizePath(request.url)),
+        status,
+        seconds,
+      );
+    } catch (err) {
+      reportInternal(err);
+    }
+  }
+
+  private record(request: TrackedRequest, endpoint: string, status: number, seconds: number): void {
     const method = normalizeMethod(request.method);
-    // A response that never sent its headers (handler crashed, socket closed early) is a 500.
-    const status = response.headersSent ? response.statusCode : 500;
 
     // Nested maps keyed by values the request already holds: no key string built per request.
     let byMethod = this.series.get(endpoint);
@@ -221,38 +259,132 @@ export class HttpServerMetrics {
 }
 
 /**
- * The matched route template, else undefined (the caller then normalises the path). Express
- * reports its router's mount path as the route while it looks for a match, so an Express request
- * that matched no route (a 404 under `/api`) is not credited to `/api`.
+ * The status a finished (closed) response is counted with: the one sent; for a response that
+ * never sent its headers, 499 when the client closed the connection first, 408 when Node's
+ * request timeout answered, else 500 (see outcome.ts). The server span reports the same
+ * (instrumentations.ts). Reads state only: nothing is allocated, and answered responses cost one
+ * property read.
  */
+export function responseStatus(response: ServerResponse): number {
+  if (response.headersSent) return response.statusCode;
+  return unansweredStatus(response.req?.socket);
+}
+
+/** A route template some framework instrumentation put in the RPC metadata, else undefined. */
 function routeOf(request: TrackedRequest): string | undefined {
-  if (request.app !== undefined && request.route === undefined) return undefined;
   const route = request[kRpc]?.route;
   if (typeof route === 'string' && route !== '') return route;
   return request.route === undefined ? undefined : expressRoute(request);
 }
 
-const kTemplate = Symbol('datalab.otel.routeTemplate');
-
-type ExpressRouteObject = {
-  path?: unknown;
-  // The last template built for this route, and the mount path it was built for.
-  [kTemplate]?: { readonly base: string; readonly template: string | undefined };
-};
+/** Mount path → `<mount>/*`, so that a request to mounted middleware builds no string. */
+const mountTemplates = new Map<string, string>();
+const MAX_CACHED_MOUNTS = 1000;
+/** Distinct `<mount>/*` endpoints: an application has a few mounts, unless one has a parameter. */
+const distinctMounts = new Set<string>();
+export const MAX_MOUNT_TEMPLATES = 100;
 
 /**
- * The template from Express's own request properties, for when its instrumentation is not
- * loaded (metrics-only mode, or disabled). Kept on Express's route object, so a request builds
- * no string: the endpoint lookups then hash a string V8 has hashed before.
+ * The endpoint of a request Express handled, or undefined when no route and no mount handled
+ * it (the caller then normalises the original path). A matched route gives every mount plus the
+ * route's path (`/admin` + `/users/:id`); middleware mounted under a path that answered without
+ * a route (`express.static` under `/static`, a proxy under `/proxy`) gives the mount path plus
+ * `/*`, never the path below the mount (Express strips the mount from `req.url`). Express
+ * restores `baseUrl` when a request leaves a router unanswered, so a 404 is not credited to the
+ * router it passed through.
+ */
+export function expressEndpoint(request: {
+  route?: unknown;
+  baseUrl?: unknown;
+}): string | undefined {
+  if (request.route !== undefined) return expressRoute(request);
+  const base = request.baseUrl;
+  if (typeof base !== 'string' || base === '' || base === '/') return undefined;
+  let template = mountTemplates.get(base);
+  if (template === undefined) {
+    template = mountTemplate(base);
+    if (!distinctMounts.has(template)) {
+      if (distinctMounts.size >= MAX_MOUNT_TEMPLATES) {
+        warnOnce(
+          'DLOTEL_ENDPOINT_OVERFLOW',
+          'express-mounts',
+          `more than ${MAX_MOUNT_TEMPLATES} Express mount paths answered without a route (a mount ` +
+            "path with a parameter, such as app.use('/:tenant/static', …), gives one per value); " +
+            'later ones are counted as endpoint="__overflow__"',
+        );
+        template = OVERFLOW_ENDPOINT;
+      } else {
+        distinctMounts.add(template);
+      }
+    }
+    if (mountTemplates.size < MAX_CACHED_MOUNTS) mountTemplates.set(base, template);
+  }
+  return template;
+}
+
+/** `/static` → `/static/*`: the one form under which a mount's unrouted requests are counted. */
+export function mountTemplate(base: string): string {
+  return `${normalizePath(base)}/*`;
+}
+
+const kTemplates = Symbol('datalab.otel.routeTemplates');
+
+/**
+ * Distinct templates one route may be counted under. More than a few means a mount path carries
+ * a parameter (`app.use('/:tenant', router)`): Express reports its value, not its pattern, so each
+ * value would be a series of its own, and route templates are exempt from DATALAB_MAX_ENDPOINTS.
+ */
+export const MAX_TEMPLATES_PER_ROUTE = 8;
+const MAX_CACHED_BASES = 256;
+
+interface RouteTemplates {
+  // The last mount path seen and its template: most routes are only ever reached under one.
+  lastBase: string;
+  lastTemplate: string | undefined;
+  readonly byBase: Map<string, string | undefined>;
+  readonly distinct: Set<string | undefined>;
+}
+
+type ExpressRouteObject = { path?: unknown; [kTemplates]?: RouteTemplates };
+
+/**
+ * The template from Express's own request properties. Kept on Express's route object, so a
+ * request builds no string: the endpoint lookups then hash a string V8 has hashed before.
  */
 export function expressRoute(request: { route?: unknown; baseUrl?: unknown }): string | undefined {
   const route = request.route as ExpressRouteObject | null | undefined;
   if (route === null || typeof route !== 'object') return undefined;
   const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
-  const cached = route[kTemplate];
-  if (cached !== undefined && cached.base === base) return cached.template;
-  const template = routeTemplate(base, route.path);
-  route[kTemplate] = { base, template };
+  let cache = route[kTemplates];
+  if (cache !== undefined && cache.lastBase === base) return cache.lastTemplate;
+  if (cache === undefined) {
+    cache = { lastBase: base, lastTemplate: undefined, byBase: new Map(), distinct: new Set() };
+    route[kTemplates] = cache;
+  }
+  let template = cache.byBase.get(base);
+  if (template === undefined && !cache.byBase.has(base)) {
+    // `baseUrl` is the matched prefix, not the mount's pattern: ID values in it (a mount such as
+    // `/users/:id/posts`) become `:id`; other values are bounded per route below.
+    template = routeTemplate(base === '' ? base : normalizePath(base), route.path);
+    if (!cache.distinct.has(template)) {
+      if (cache.distinct.size >= MAX_TEMPLATES_PER_ROUTE) {
+        warnOnce(
+          'DLOTEL_ENDPOINT_OVERFLOW',
+          `express-route:${String(route.path)}`,
+          `the Express route ${JSON.stringify(String(route.path).slice(0, 80))} was reached under ` +
+            `more than ${MAX_TEMPLATES_PER_ROUTE} mount paths (a mount path with a parameter, ` +
+            `such as app.use('/:tenant', router), gives one per value); later ones are counted ` +
+            'as endpoint="__overflow__"',
+        );
+        template = OVERFLOW_ENDPOINT;
+      } else {
+        cache.distinct.add(template);
+      }
+    }
+    if (cache.byBase.size < MAX_CACHED_BASES) cache.byBase.set(base, template);
+  }
+  cache.lastBase = base;
+  cache.lastTemplate = template;
   return template;
 }
 

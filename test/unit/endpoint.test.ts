@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import {
   EndpointRegistry,
   isIdSegment,
@@ -7,7 +8,15 @@ import {
   normalizePath,
   OVERFLOW_ENDPOINT,
 } from '../../src/metrics/endpoint';
-import { expressRoute, routeTemplate } from '../../src/metrics/http';
+import {
+  expressEndpoint,
+  expressRoute,
+  MAX_MOUNT_TEMPLATES,
+  MAX_TEMPLATES_PER_ROUTE,
+  mountTemplate,
+  responseStatus,
+  routeTemplate,
+} from '../../src/metrics/http';
 
 describe('endpoint normalisation', () => {
   const cases: [string | undefined, string][] = [
@@ -102,5 +111,92 @@ describe('Express route templates without instrumentation-express', () => {
     assert.equal(expressRoute({ route, baseUrl: '/shop' }), '/shop/items/:name');
     assert.equal(expressRoute({ route: undefined, baseUrl: '/shop' }), undefined);
     assert.equal(expressRoute({ route: null }), undefined);
+  });
+});
+
+describe('Express endpoints with mounts', () => {
+  it('a matched route: every mount plus the route path', () => {
+    const route = { path: '/users/:id' };
+    assert.equal(expressEndpoint({ route, baseUrl: '/admin' }), '/admin/users/:id');
+    assert.equal(expressEndpoint({ route, baseUrl: '' }), '/users/:id');
+  });
+
+  it('a mount path with an ID value is normalised, not a series per value', () => {
+    const route = { path: '/:repo' };
+    assert.equal(expressEndpoint({ route, baseUrl: '/orgs/42/repos' }), '/orgs/:id/repos/:repo');
+    assert.equal(expressEndpoint({ route, baseUrl: '/orgs/43/repos' }), '/orgs/:id/repos/:repo');
+  });
+
+  it('a mount path with other values: a few templates per route, then __overflow__', () => {
+    const route = { path: '/api/items' };
+    const tenants = Array.from({ length: MAX_TEMPLATES_PER_ROUTE + 3 }, (_, i) => `/tenant-${i}`);
+    const got = tenants.map((baseUrl) => expressEndpoint({ route, baseUrl }));
+    assert.deepEqual(
+      got.slice(0, MAX_TEMPLATES_PER_ROUTE),
+      tenants.slice(0, MAX_TEMPLATES_PER_ROUTE).map((t) => `${t}/api/items`),
+    );
+    assert.deepEqual(new Set(got.slice(MAX_TEMPLATES_PER_ROUTE)), new Set([OVERFLOW_ENDPOINT]));
+    // The ones admitted first keep their template.
+    assert.equal(expressEndpoint({ route, baseUrl: '/tenant-0' }), '/tenant-0/api/items');
+  });
+
+  it('ID values in a mount path never use up that allowance', () => {
+    const route = { path: '/:repo' };
+    for (let id = 0; id < 500; id++) {
+      assert.equal(
+        expressEndpoint({ route, baseUrl: `/orgs/${id}/repos` }),
+        '/orgs/:id/repos/:repo',
+      );
+    }
+  });
+
+  it('mounted middleware that answered without a route: the mount plus /*', () => {
+    assert.equal(expressEndpoint({ baseUrl: '/static' }), '/static/*');
+    assert.equal(expressEndpoint({ baseUrl: '/static' }), '/static/*');
+    assert.equal(expressEndpoint({ baseUrl: '/api/7/files' }), '/api/:id/files/*');
+    assert.equal(mountTemplate('/proxy'), '/proxy/*');
+  });
+
+  it('no route and no mount: undefined (the caller normalises the original URL)', () => {
+    assert.equal(expressEndpoint({ baseUrl: '' }), undefined);
+    assert.equal(expressEndpoint({ baseUrl: undefined }), undefined);
+    assert.equal(expressEndpoint({}), undefined);
+  });
+});
+
+describe('Express mounts with a parameter', () => {
+  // Last: the allowance of distinct mount endpoints is per process.
+  it('mounted middleware: at most MAX_MOUNT_TEMPLATES endpoints, then __overflow__', () => {
+    const got = new Set<string | undefined>();
+    for (let i = 0; i < MAX_MOUNT_TEMPLATES + 10; i++) {
+      got.add(expressEndpoint({ baseUrl: `/tenant-${i}/static` }));
+    }
+    assert.ok(got.has(OVERFLOW_ENDPOINT));
+    assert.ok(got.size <= MAX_MOUNT_TEMPLATES + 1, `${got.size} endpoints`);
+    assert.equal(expressEndpoint({ baseUrl: '/static' }), '/static/*', 'one seen before stays');
+  });
+});
+
+describe('status of a closed response', () => {
+  const response = (headersSent: boolean, socket: unknown, statusCode = 200) =>
+    ({ headersSent, statusCode, req: { socket } }) as unknown as ServerResponse;
+
+  it('what was sent, once headers went out', () => {
+    assert.equal(responseStatus(response(true, { readableEnded: true }, 204)), 204);
+  });
+  it('499 when the client closed first (FIN or reset)', () => {
+    assert.equal(responseStatus(response(false, { readableEnded: true, errored: null })), 499);
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    assert.equal(responseStatus(response(false, { readableEnded: false, errored: reset })), 499);
+  });
+  it("408 when Node's request timeout answered", () => {
+    const timeout = Object.assign(new Error('timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
+    assert.equal(responseStatus(response(false, { readableEnded: false, errored: timeout })), 408);
+  });
+  it('500 when the server side dropped it', () => {
+    assert.equal(responseStatus(response(false, { readableEnded: false, errored: null })), 500);
+    const own = Object.assign(new Error('boom'), { code: 'ERR_OWN' });
+    assert.equal(responseStatus(response(false, { readableEnded: false, errored: own })), 500);
+    assert.equal(responseStatus(response(false, null)), 500);
   });
 });
