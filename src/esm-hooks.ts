@@ -43,8 +43,11 @@ export function hookedModuleMatcher(
     if (names.has(specifier) || names.has(url)) return true;
     if (url.startsWith('node:')) return names.has(url.slice(5));
     if (url.startsWith('file:')) {
+      let path: string | undefined | null = null; // computed once, only if a name is a path
       for (const name of names) {
-        if (name.startsWith('/') && safePath(url) === name) return true;
+        if (!name.startsWith('/')) continue;
+        if (path === null) path = safePath(url);
+        if (path === name) return true;
       }
     }
     return false;

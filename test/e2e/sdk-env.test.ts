@@ -24,6 +24,21 @@ function batchSizes(receiver: OtlpReceiver): number[] {
     });
 }
 
+/** Log records per logs export request (OTLP/JSON bodies). */
+function logBatchSizes(receiver: OtlpReceiver): number[] {
+  return receiver.bodies
+    .filter((b) => b.path === '/v1/logs')
+    .map((b) => {
+      const body = JSON.parse(b.raw.toString('utf8')) as {
+        resourceLogs?: { scopeLogs?: { logRecords?: unknown[] }[] }[];
+      };
+      let n = 0;
+      for (const rl of body.resourceLogs ?? [])
+        for (const sl of rl.scopeLogs ?? []) n += sl.logRecords?.length ?? 0;
+      return n;
+    });
+}
+
 describe('OTEL_BSP_* and span limits under SDK 3', function () {
   this.timeout(60_000);
   let receiver: OtlpReceiver;
@@ -88,6 +103,51 @@ describe('OTEL_BSP_* and span limits under SDK 3', function () {
     );
     assert.ok(values.includes('/users/abcde'), 'the path, cut to 12 characters');
     assert.ok(values.includes('GET'));
+  });
+
+  it('OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=4: log batches of at most 4 records; the log record limit cuts values', async () => {
+    const REQUESTS = 5; // 3 records each, 1 at start-up
+    app = await startApp({
+      fixture: 'logger-app.mjs',
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_TRACES_EXPORTER: 'none',
+        OTEL_METRICS_EXPORTER: 'prometheus',
+        OTEL_LOGS_EXPORTER: 'otlp',
+        OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: '4',
+        // Only full batches leave before shutdown: the SDK's 512 would export nothing here.
+        OTEL_BLRP_SCHEDULE_DELAY: '60000',
+        OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT: '9',
+      },
+    });
+    for (let i = 0; i < REQUESTS; i++) {
+      assert.equal(await request(app.url(`/orders/abcdefghijklmnop${i}`)), 200);
+    }
+    const total = 1 + 3 * REQUESTS;
+    const full = Math.floor(total / 4) * 4;
+    await receiver.waitFor(() => receiver.logs.length >= full, 10_000, `${full} log records`);
+    assert.deepEqual(
+      logBatchSizes(receiver),
+      Array(full / 4).fill(4),
+      'full batches leave at once',
+    );
+    await app.stop();
+    app = undefined;
+    await receiver.waitFor(() => receiver.logs.length >= total, 10_000, 'every log record');
+    const sizes = logBatchSizes(receiver);
+    assert.ok(
+      sizes.every((n) => n >= 1 && n <= 4),
+      `every batch holds 1-4 records: ${sizes}`,
+    );
+    const paths = receiver.logs
+      .map((l) => l.attributes.path)
+      .filter((v): v is string => typeof v === 'string');
+    assert.ok(paths.length >= REQUESTS, `the path attribute is exported: ${paths}`);
+    assert.ok(
+      paths.every((p) => p === '/orders/a'),
+      `the path, cut to 9 characters: ${paths}`,
+    );
   });
 
   it('a bad OTEL_BSP_* value: one warning naming variable, value and default; spans still flow', async () => {
