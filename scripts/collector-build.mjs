@@ -47,6 +47,7 @@ for (const [, module, version] of manifest.matchAll(/^\s*- gomod: (\S+) (\S+)\s*
 
 const hash = createHash('sha256');
 hash.update(goVersion.stdout);
+hash.update('CGO_ENABLED=0');
 for (const name of readdirSync(source).sort()) {
   if (!/\.(go|mod|sum|yaml)$/.test(name)) continue;
   hash.update(`${name}\0`);
@@ -61,10 +62,11 @@ if (existsSync(binary) && existsSync(stampFile) && readFileSync(stampFile, 'utf8
   const started = Date.now();
   const partial = `${binary}.partial`;
   console.log(`collector:build: compiling datalab-otelcol (${goVersion.stdout.trim()}) ...`);
-  // The builder's own flags: no debug information, no local paths in the binary.
+  // The builder's own settings: a static binary (no cgo), no debug information, no local paths.
   const build = spawnSync('go', ['build', '-trimpath', '-ldflags=-s -w', '-o', partial, '.'], {
     cwd: source,
     stdio: 'inherit',
+    env: { ...process.env, CGO_ENABLED: '0' },
   });
   if (build.status !== 0) fail(`go build failed (${build.status ?? build.signal})`);
   renameSync(partial, binary);
