@@ -239,8 +239,6 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
   let pushMs = 1000;
   let steadyFrom = 0;
   let steadyTo = 0;
-  /** When the series had arrived on both paths (seconds since the epoch). */
-  let seriesSince = 0;
   const statuses: number[] = [];
 
   const grafanaVars = (rateWindowS: number) => ({
@@ -268,7 +266,16 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
     [app, slowPush] = await Promise.all([
       startApp({
         fixture: 'ops-app.mjs',
-        env: { ...otlp, OTEL_SERVICE_NAME: SERVICE, OTEL_METRIC_EXPORT_INTERVAL: String(pushMs) },
+        env: {
+          ...otlp,
+          OTEL_SERVICE_NAME: SERVICE,
+          OTEL_METRIC_EXPORT_INTERVAL: String(pushMs),
+          // A collection older than the cached health report starts a health run, whose database
+          // check is a PostgreSQL query the database metrics count: at the default (1 s) the
+          // counters would keep moving between a scrape and a push after the traffic. One run,
+          // at the first collection, for the whole test.
+          DATALAB_HEALTH_CACHE_MS: '3600000',
+        },
       }),
       startApp({
         fixture: 'ops-app.mjs',
@@ -309,7 +316,6 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
       }
       await sleep(250);
     }
-    seriesSince = Date.now() / 1000;
     await sleep(2_000);
 
     // Steady traffic to both services.
@@ -475,22 +481,33 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
         expr: rule.alert ? withBool(rule.expr) : rule.expr,
       });
     }
+    // The Collector path shows the same traffic up to a push, a batch timeout and a scrape
+    // later: each value on /metrics is compared with the agent path at every moment of that lag
+    // (every 0.25 s), and the closest one counts.
+    const lagS = pushMs / 1000 + 2;
+    const shifts = Array.from({ length: Math.round(lagS / 0.25) + 1 }, (_, i) => i * 0.25);
     let withData = 0;
     let maxDeviation = 0;
     let largest = '';
-    for (const { what, expr } of exprs) {
-      // Only this service's series: the agent also serves the default-interval service's.
-      const keep = (s: PromSample) =>
-        s.metric.service === SERVICE ||
-        (s.metric.service === undefined && s.metric.job === SERVICE);
-      const [left, right] = await Promise.all([d.query(expr, at), a.query(expr, at)]);
-      const l = new Map(left.filter(keep).map((s) => [labelKey(s.metric, ['instance', 'job']), s]));
-      const r = new Map(
-        right.filter(keep).map((s) => [labelKey(s.metric, ['instance', 'job']), s]),
+    const index = (samples: readonly PromSample[]) =>
+      new Map(
+        samples
+          // Only this service's series: the agent also serves the default-interval service's.
+          .filter(
+            (s) =>
+              s.metric.service === SERVICE ||
+              (s.metric.service === undefined && s.metric.job === SERVICE),
+          )
+          .map((s) => [labelKey(s.metric, ['instance', 'job']), Number(s.value[1])]),
       );
+    for (const { what, expr } of exprs) {
+      const l = index(await d.query(expr, at));
+      const shifted = await Promise.all(
+        shifts.map(async (dt) => index(await a.query(expr, at + dt))),
+      );
+      const r = shifted[0] as Map<string, number>;
       // `up`: the service's own target on /metrics, the agent's through it (docs/metrics.md).
-      const usesUp = /\bup\b/.test(expr);
-      if (usesUp) {
+      if (/\bup\b/.test(expr)) {
         assert.equal(r.size, 0, `${what}: no ${SERVICE} up through the agent`);
         continue;
       }
@@ -499,25 +516,32 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
         [...l.keys()].sort(),
         `${what}: same series\n  ${expr}`,
       );
-      for (const [key, s] of l) {
-        const x = Number(s.value[1]);
-        const y = Number((r.get(key) as PromSample).value[1]);
-        const sampled = /memory_usage_bytes|nodejs_/.test(expr);
-        // Rates see the same traffic one push later, so they agree within the noise of the
-        // sampling; values read at collection (memory, event loop) only within their own drift.
-        // A rate over a window longer than the series has existed (the rules' 5m and longer) is
-        // extrapolated from the first sample, which the Collector path records up to a push, a
-        // batch and a scrape later: that lag's share of the series' life.
-        const lagS = pushMs / 1000 + 2;
-        const tolerance = sampled ? 0.5 : Math.max(0.1, 0.03 + lagS / (at - seriesSince));
+      // Values read at collection (memory, event loop, GC) agree only within their own drift;
+      // requests and connections in flight, read during the traffic, within a few (after the
+      // traffic they compare exactly, above).
+      const sampled = /memory_usage_bytes|nodejs_/.test(expr);
+      const inFlight = /http_requests_active|database_connections_active/.test(expr);
+      const tolerance = sampled ? 0.5 : 0.05;
+      for (const [key, x] of l) {
+        let best = Number.POSITIVE_INFINITY;
+        let closest = Number.NaN;
+        for (const values of shifted) {
+          const y = values.get(key);
+          if (y === undefined) continue;
+          const deviation = x === y ? 0 : Math.abs(x - y) / Math.max(Math.abs(x), Math.abs(y));
+          if (deviation < best) {
+            best = deviation;
+            closest = y;
+          }
+        }
         const ok =
-          Math.abs(x - y) <= tolerance * Math.max(Math.abs(x), Math.abs(y)) + 1e-9 ||
-          (sampled && Math.abs(x - y) < 0.05);
-        assert.ok(ok, `${what} ${key}: ${x} on /metrics, ${y} through the agent\n  ${expr}`);
-        const deviation = x === y ? 0 : Math.abs(x - y) / Math.max(Math.abs(x), Math.abs(y));
-        if (!sampled && deviation > maxDeviation) {
-          maxDeviation = deviation;
-          largest = `${what} ${key}: ${x} / ${y}`;
+          best <= tolerance ||
+          (sampled && Math.abs(x - closest) < 0.1) ||
+          (inFlight && Math.abs(x - closest) <= 3);
+        assert.ok(ok, `${what} ${key}: ${x} on /metrics, ${closest} through the agent\n  ${expr}`);
+        if (!sampled && !inFlight && best > maxDeviation) {
+          maxDeviation = best;
+          largest = `${what} ${key}: ${x} / ${closest}`;
         }
       }
       if (l.size > 0) withData++;
@@ -770,11 +794,13 @@ describe('datalab-otelcol gateway: demo services → agent → gateway → the t
     }
     const ids = [...during.map((r) => r.correlationId), after.correlationId];
     const missing = await waitForTraces(ids, 90_000);
+    // Failed sends are retried from the queue; this counts only the spans given up on.
     const failed = await ownMetric(a.ports.telemetry, 'otelcol_exporter_send_failed_spans');
     console.log(
       `      ${during.length} requests during the outage, agent queue peaked at ${peakQueue} ` +
-        `batches, ${missing.length} traces missing afterwards (send failures retried: ${failed ?? 0})`,
+        `batches, ${missing.length} traces missing afterwards, ${failed ?? 0} spans given up`,
     );
+    assert.equal(failed ?? 0, 0, 'the agent gave up on no span');
     assert.deepEqual(missing, [], 'every trace sent during and after the outage arrived');
   });
 });
