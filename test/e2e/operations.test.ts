@@ -15,12 +15,8 @@
  * panels equal what was sent.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type AppProcess, freePort, request, startApp } from '../support/app';
 import {
   alertRules,
@@ -33,7 +29,6 @@ import {
 } from '../support/prometheus-bundle';
 import { substituteGrafanaVariables, withBool } from '../support/prometheus-promql';
 import {
-  findTool,
   type PrometheusServer,
   type PromSample,
   requirePrometheusTool,
@@ -41,7 +36,6 @@ import {
   startPrometheus,
 } from '../support/prometheus-server';
 import { isMap, type YamlValue } from '../support/prometheus-yaml';
-import { skipBecause } from '../support/skip';
 
 const GATEWAY = 'api-gateway';
 const AI = 'ai-service';
@@ -118,23 +112,6 @@ function jobOf(target: string): string {
     }
   }
   throw new Error(`${target} is in no scrape job`);
-}
-
-/** Sets a value at a path of mappings (and list indexes) in a parsed YAML document. */
-function setAt(root: YamlValue, path: readonly (string | number)[], value: YamlValue): void {
-  let node: YamlValue | undefined = root;
-  for (const key of path.slice(0, -1)) {
-    node = Array.isArray(node)
-      ? node[key as number]
-      : isMap(node)
-        ? node[key as string]
-        : undefined;
-    if (node === undefined || node === null) throw new Error(`no ${path.join('.')}`);
-  }
-  const last = path.at(-1) as string | number;
-  if (Array.isArray(node)) node[last as number] = value;
-  else if (isMap(node)) node[last as string] = value;
-  else throw new Error(`no ${path.join('.')}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -451,131 +428,5 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
       `/api/v1/label/service/values?match[]=${encodeURIComponent('http_requests_total')}`,
     );
     assert.ok(values.includes(GATEWAY) && values.includes(AI), JSON.stringify(values));
-  });
-});
-
-describe('operations bundle end to end: the Collector agent between a service and Prometheus', function () {
-  this.timeout(120_000);
-
-  it('serves the distro metric names unchanged to Prometheus (when otelcol-contrib is on PATH)', async function () {
-    const collector = findTool('otelcol-contrib') ?? findTool('otelcol');
-    if (!collector) {
-      skipBecause(
-        this,
-        'no otelcol-contrib or otelcol on PATH (neither Debian nor npm packages the Collector; put a release binary of opentelemetry-collector-releases on PATH to run it); the agent was not run',
-      );
-    }
-    const promBinary = requirePrometheusTool(this, 'prometheus');
-    const dir = mkdtempSync(join(tmpdir(), 'datalab-otelcol-'));
-    const [grpc, http, exporter, health, telemetry, closed] = await Promise.all(
-      Array.from({ length: 6 }, () => freePort()),
-    );
-    // The shipped agent config with its listening ports moved to free local ones.
-    const config = readYamlMap('otelcol-agent.yaml');
-    setAt(config, ['receivers', 'otlp', 'protocols', 'grpc', 'endpoint'], `127.0.0.1:${grpc}`);
-    setAt(config, ['receivers', 'otlp', 'protocols', 'http', 'endpoint'], `127.0.0.1:${http}`);
-    setAt(config, ['exporters', 'prometheus', 'endpoint'], `127.0.0.1:${exporter}`);
-    setAt(config, ['extensions', 'health_check', 'endpoint'], `127.0.0.1:${health}`);
-    const reader = [
-      'service',
-      'telemetry',
-      'metrics',
-      'readers',
-      0,
-      'pull',
-      'exporter',
-      'prometheus',
-    ];
-    setAt(config, [...reader, 'host'], '127.0.0.1');
-    setAt(config, [...reader, 'port'], telemetry as number);
-    const configFile = join(dir, 'agent.json.yaml');
-    writeFileSync(configFile, JSON.stringify(config));
-
-    const child = spawn(collector, [`--config=${configFile}`], {
-      env: { ...process.env, DATALAB_GATEWAY_ENDPOINT: `127.0.0.1:${closed}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<void>((done) => child.once('exit', () => done()));
-    const output: string[] = [];
-    child.stdout.setEncoding('utf8').on('data', (d: string) => output.push(d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => output.push(d));
-    let app: AppProcess | undefined;
-    let prom: PrometheusServer | undefined;
-    try {
-      const ready = Date.now() + 20_000;
-      while ((await request(`http://127.0.0.1:${health}/`)) !== 200) {
-        assert.ok(Date.now() < ready, `the agent never became healthy:\n${output.join('')}`);
-        assert.equal(child.exitCode, null, `the agent exited:\n${output.join('')}`);
-        await sleep(200);
-      }
-      app = await startApp({
-        fixture: 'ops-app.mjs',
-        env: {
-          OTEL_SERVICE_NAME: GATEWAY,
-          OTEL_METRICS_EXPORTER: 'otlp',
-          OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${http}`,
-          OTEL_METRIC_EXPORT_INTERVAL: '1000',
-          OTEL_TRACES_EXPORTER: 'none',
-        },
-        waitForMetrics: false,
-      });
-      const traffic = async () => {
-        await Promise.all([request(app?.url('/users/1') ?? ''), request(app?.url('/error') ?? '')]);
-      };
-      await traffic();
-
-      const targets: Record<string, string> = {};
-      for (const target of shippedTargets()) {
-        targets[target] =
-          target === 'otel-agent:8889' ? `127.0.0.1:${exporter}` : `127.0.0.1:${closed}`;
-      }
-      prom = await startPrometheus(
-        promBinary,
-        rewritePrometheusConfig(readCollectorFile('prometheus.yml'), targets, '1s'),
-        { rules: RULES_DIR },
-      );
-      let series: PromSample[] = [];
-      let ratio: PromSample[] = [];
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline) {
-        await traffic();
-        series = await prom.query(`http_requests_total{service="${GATEWAY}"}`);
-        ratio = await prom.query(`service:http_requests_errors:ratio_rate5m{service="${GATEWAY}"}`);
-        if (series.length >= 2 && ratio.length === 1) break;
-        await sleep(500);
-      }
-      assert.ok(series.length >= 2, `http_requests_total never arrived:\n${output.join('')}`);
-      for (const s of series) {
-        assert.equal(s.metric.job, GATEWAY, 'job is service.name (honor_labels)');
-        assert.deepEqual(
-          Object.keys(s.metric).sort(),
-          ['__name__', 'endpoint', 'instance', 'job', 'method', 'service', 'status'],
-          `labels of ${JSON.stringify(s.metric)}`,
-        );
-      }
-      const names = await prom.api<string[]>('/api/v1/label/__name__/values');
-      for (const name of [
-        'http_request_duration_seconds_bucket',
-        'http_requests_active',
-        'memory_usage_bytes',
-      ]) {
-        assert.ok(names.includes(name), `${name} in ${names.join(', ')}`);
-      }
-      assert.ok(
-        !names.some((n) => /_seconds_seconds|_total_total|_bytes_bytes/.test(n)),
-        names.join(', '),
-      );
-      assert.equal(ratio.length, 1, 'the recording rules work on the Collector path too');
-    } finally {
-      await prom?.stop();
-      await app?.stop();
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 });
