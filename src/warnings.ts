@@ -12,6 +12,8 @@ export const WARNING_CODES = {
   DLOTEL_EXPORT_FAILED: 'Exporting telemetry to its backend failed.',
   DLOTEL_ENDPOINT_OVERFLOW: 'The cap on distinct endpoint label values was reached.',
   DLOTEL_INTERNAL_ERROR: 'An error inside a distro hook was caught and swallowed.',
+  DLOTEL_EXIT_FLUSH_INCOMPLETE:
+    'Telemetry left when the process exited could not all be exported in time.',
 } as const;
 
 export type WarningCode = keyof typeof WARNING_CODES;
