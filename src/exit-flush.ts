@@ -4,7 +4,7 @@
  * and a crash (an uncaught exception or an unhandled rejection: Node emits `exit` after deciding
  * the error is fatal) end the process without the event loop turning again.
  *
- * Measured alternatives (docs/operations.md, "Exports on exit"): intercepting `process.exit()`
+ * Measured alternatives (docs/configuration.md, "Exports on exit"): intercepting `process.exit()`
  * to flush asynchronously first lets the code after the call run and serve requests meanwhile;
  * an `uncaughtException` listener that re-throws after a flush changes the source line Node
  * prints above the stack. Doing the work inside `exit` changes neither the exit code, nor
