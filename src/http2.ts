@@ -11,6 +11,7 @@
  * applications that use it, when they first load it. Headers go out through the stream's
  * `respond` (the compatibility response calls it too), patched once on the stream prototype.
  */
+import { IncomingMessage, type ServerResponse } from 'node:http';
 import type * as Http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import {
@@ -24,14 +25,16 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
+import { RPCType } from '@opentelemetry/core';
 import {
   InstrumentationBase,
   InstrumentationNodeModuleDefinition,
 } from '@opentelemetry/instrumentation';
 import { inboundCorrelationId, withCorrelationId } from './correlation/context';
+import { markRequestCorrelationId } from './correlation/http';
 import { CORRELATION_ATTRIBUTE } from './correlation/id';
 import { inboundContext } from './correlation/inbound';
-import type { HttpServerMetrics } from './metrics/http';
+import { type HttpServerMetrics, trackRequestRoute } from './metrics/http';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 import { warnOnce } from './warnings';
 
@@ -152,10 +155,14 @@ export class Http2Instrumentation extends InstrumentationBase {
     server.emit = function emit(this: Http2.Http2Server, event: string | symbol) {
       // biome-ignore lint/complexity/noArguments: see above
       const all = arguments as unknown as Parameters<Emit>;
-      if (event !== 'stream') return original.apply(this, all);
       let ctx: Context;
       try {
-        ctx = self.begin(all[1] as TrackedStream, all[2] as Http2.IncomingHttpHeaders, scheme);
+        if (event === 'stream') {
+          ctx = self.begin(all[1] as TrackedStream, all[2] as Http2.IncomingHttpHeaders, scheme);
+        } else if (event === 'request' && all[1] instanceof IncomingMessage) {
+          // HTTP/1.1 on a server with `allowHTTP1`: counted by the node:http metrics already.
+          ctx = self.beginHttp1(all[1], all[2] as ServerResponse, scheme);
+        } else return original.apply(this, all);
       } catch (err) {
         reportInternal(err);
         return original.apply(this, all);
@@ -164,26 +171,34 @@ export class Http2Instrumentation extends InstrumentationBase {
     } as typeof server.emit;
   }
 
+  /** The request's context, correlation ID and (when tracing) server span. */
+  private inbound(
+    headers: Record<string, string | string[] | undefined>,
+    method: string | undefined,
+    attributes: () => Attributes,
+  ): { ctx: Context; id: string; span: Span | undefined } {
+    if (!this.options.tracing) {
+      const { ctx, id } = inboundContext({ headers } as never);
+      return { ctx, id, span: undefined };
+    }
+    const parent = propagation.extract(ROOT_CONTEXT, headers);
+    const span = this.tracer.startSpan(
+      method ?? 'HTTP',
+      { kind: SpanKind.SERVER, attributes: attributes() },
+      parent,
+    );
+    const id = inboundCorrelationId(parent) ?? span.spanContext().traceId;
+    span.setAttribute(CORRELATION_ATTRIBUTE, id);
+    return { ctx: withCorrelationId(trace.setSpan(parent, span), id), id, span };
+  }
+
   private begin(stream: TrackedStream, headers: Http2.IncomingHttpHeaders, scheme: string) {
     const startedAt = performance.now();
     const method = headers[':method'];
     const rawPath = headers[':path'];
-    let ctx: Context;
-    let id: string;
-    let span: Span | undefined;
-    if (this.options.tracing) {
-      ctx = propagation.extract(ROOT_CONTEXT, headers);
-      span = this.tracer.startSpan(
-        method ?? 'HTTP',
-        { kind: SpanKind.SERVER, attributes: requestAttributes(stream, headers, scheme) },
-        ctx,
-      );
-      id = inboundCorrelationId(ctx) ?? span.spanContext().traceId;
-      span.setAttribute(CORRELATION_ATTRIBUTE, id);
-      ctx = withCorrelationId(trace.setSpan(ctx, span), id);
-    } else {
-      ({ ctx, id } = inboundContext({ headers } as never));
-    }
+    const { ctx, id, span } = this.inbound(headers, method, () =>
+      requestAttributes(stream, headers, scheme),
+    );
     stream[kExchange] = { startedAt, method, path: pathOnly(rawPath), id, span, done: false };
     this.patchRespond(stream);
     this.open.add(stream);
@@ -195,6 +210,39 @@ export class Http2Instrumentation extends InstrumentationBase {
         reportInternal(err);
       }
     });
+    return ctx;
+  }
+
+  /**
+   * An HTTP/1.1 request on an `allowHTTP1` TLS server: node:http parses it and the HTTP metrics
+   * count it (the `http.server.request.start` channel), but instrumentation-http wraps only
+   * node:http and node:https servers. The context, the correlation ID and the span come from here.
+   */
+  private beginHttp1(request: IncomingMessage, response: ServerResponse, scheme: string) {
+    const { ctx, id, span } = this.inbound(request.headers, request.method, () =>
+      http1Attributes(request, scheme),
+    );
+    markRequestCorrelationId(request, id);
+    if (span !== undefined) {
+      // The metrics read the span from here (access log, requests still open at exit).
+      trackRequestRoute(request, { type: RPCType.HTTP, span });
+      const sc = span.spanContext();
+      response.setHeader(
+        'traceresponse',
+        `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`,
+      );
+      response.once('close', () => {
+        // The status the HTTP metrics count for this response (metrics/http.ts, finish).
+        const status = response.headersSent ? response.statusCode : 500;
+        span.setAttribute('http.response.status_code', status);
+        if (status >= 500) {
+          span.setAttribute('error.type', String(status));
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        span.end();
+      });
+    }
+    response.setHeader(this.options.header, id);
     return ctx;
   }
 
@@ -268,6 +316,24 @@ function withCorrelationHeaders(
     out.traceresponse = `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`;
   }
   return out;
+}
+
+function http1Attributes(request: IncomingMessage, scheme: string): Attributes {
+  const url = request.url ?? '';
+  const q = url.indexOf('?');
+  const attributes: Attributes = {
+    'http.request.method': request.method,
+    'url.scheme': scheme,
+    'url.path': q === -1 ? url : url.slice(0, q),
+    'network.protocol.name': 'http',
+    'network.protocol.version': request.httpVersion,
+  };
+  if (q !== -1) attributes['url.query'] = url.slice(q + 1);
+  const agent = request.headers['user-agent'];
+  if (agent !== undefined) attributes['user_agent.original'] = agent;
+  const address = request.socket?.remoteAddress;
+  if (address !== undefined) attributes['client.address'] = address;
+  return attributes;
 }
 
 /** The stable HTTP semantic conventions instrumentation-http records for node:http. */

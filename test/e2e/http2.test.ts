@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppProcess, startApp } from '../support/app';
@@ -221,6 +222,61 @@ describe('node:http2 servers', function () {
       assert.equal(client?.parentSpanId, fetchSpan.spanId);
     });
   }
+
+  it('TLS with allowHTTP1: an HTTP/1.1 client on the same port is counted, traced and given its correlation ID', async function () {
+    const tls = selfSigned(this);
+    app = await startApp({
+      fixture: 'http2-app.mjs',
+      env: {
+        ...NO_DEPENDENCIES,
+        ...tls,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      },
+    });
+    const answer = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      https
+        .get(
+          app?.url('/users/7').replace('http:', 'https:') as string,
+          { rejectUnauthorized: false, headers: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res));
+          },
+        )
+        .on('error', reject);
+    });
+    assert.equal(answer.httpVersion, '1.1');
+    assert.equal(answer.statusCode, 200);
+    assert.equal(answer.headers['x-correlation-id'], TRACE_ID);
+    assert.equal(counts(await app.scrapeText()).get('GET /users/:id 200'), 1);
+    await receiver.waitFor(() => receiver.spans.some((s) => s.kind === SERVER), 10_000, 'span');
+    const span = receiver.spans.find((s) => s.kind === SERVER);
+    assert.equal(span?.traceId, TRACE_ID);
+    assert.equal(span?.parentSpanId, PARENT_ID);
+    assert.equal(span?.attributes['network.protocol.version'], '1.1');
+    assert.equal(span?.attributes['http.response.status_code'], 200);
+  });
+
+  it('a stream the client cancels before the answer is counted 499, not 500', async () => {
+    app = await startApp({ fixture: 'http2-app.mjs', env: NO_DEPENDENCIES });
+    const { streamPort } = JSON.parse(
+      app.stdout.find((l) => l.includes('"listening"')) as string,
+    ) as { streamPort: number };
+    const session = http2.connect(`http://127.0.0.1:${streamPort}`);
+    try {
+      const req = session.request({ ':path': '/slow' });
+      req.on('error', () => {});
+      await new Promise((r) => setTimeout(r, 200));
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      session.close();
+    }
+    const total = counts(await app.scrapeText());
+    assert.equal(total.get('GET /slow 499'), 1, JSON.stringify(Object.fromEntries(total)));
+    assert.equal(total.get('GET /slow 500'), undefined);
+  });
 
   it('metrics only (no span leaves the process): counted, correlation ID echoed and propagated', async () => {
     app = await startApp({
