@@ -25,6 +25,7 @@ import {
   type Span,
   type SpanContext,
   SpanStatusCode,
+  type TraceState,
 } from '@opentelemetry/api';
 import type { ExportResult } from '@opentelemetry/core';
 import type { ScopeMetrics } from '@opentelemetry/sdk-metrics';
@@ -58,7 +59,7 @@ export function takeQueued(processor: unknown): ReadableSpan[] {
   return Array.isArray(queue) ? queue.splice(0) : [];
 }
 
-interface WireContext {
+export interface WireContext {
   traceId: string;
   spanId: string;
   traceFlags: number;
@@ -127,6 +128,62 @@ export function toWire(span: ReadableSpan): WireSpan {
   };
 }
 
+function spanContextOf(wire: WireContext, makeTraceState: (s: string) => TraceState): SpanContext {
+  return {
+    traceId: wire.traceId,
+    spanId: wire.spanId,
+    traceFlags: wire.traceFlags,
+    isRemote: wire.isRemote,
+    traceState: wire.traceState ? makeTraceState(wire.traceState) : undefined,
+  };
+}
+
+/** The sender's side of toWire: a span the OTLP exporters serialise as the original. */
+export function fromWire(
+  wire: WireSpan,
+  resource: ReadableSpan['resource'],
+  makeTraceState: (serialized: string) => TraceState,
+): ReadableSpan {
+  const sc = spanContextOf(wire.spanContext, makeTraceState);
+  return {
+    name: wire.name,
+    kind: wire.kind,
+    spanContext: () => sc,
+    parentSpanContext: wire.parentSpanContext
+      ? spanContextOf(wire.parentSpanContext, makeTraceState)
+      : undefined,
+    startTime: wire.startTime,
+    endTime: wire.endTime,
+    duration: wire.duration,
+    ended: true,
+    status: wire.status,
+    attributes: wire.attributes,
+    links: wire.links.map((l) => ({ ...l, context: spanContextOf(l.context, makeTraceState) })),
+    events: wire.events,
+    resource,
+    instrumentationScope: wire.scope,
+    droppedAttributesCount: wire.droppedAttributesCount,
+    droppedEventsCount: wire.droppedEventsCount,
+    droppedLinksCount: wire.droppedLinksCount,
+  };
+}
+
+/**
+ * The OTEL_* variables as the process started with them: the exporters were built from these,
+ * and an application may have changed process.env since (dotenv and the like).
+ */
+const OTEL_AT_START = Object.fromEntries(
+  Object.entries(process.env).filter(([key]) => key.startsWith('OTEL_')),
+);
+
+function senderEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!key.startsWith('OTEL_')) env[key] = value;
+  }
+  return { ...env, ...OTEL_AT_START, OTEL_SDK_DISABLED: 'true' };
+}
+
 /** Where the sender's compiled file is, next to this one. */
 const SENDER = join(__dirname, 'exit-sender.js');
 
@@ -140,7 +197,7 @@ export function sendAtExit(payload: ExitPayload): string | undefined {
     input: JSON.stringify(payload),
     timeout: payload.timeoutMs,
     killSignal: 'SIGKILL',
-    env: { ...process.env, OTEL_SDK_DISABLED: 'true' },
+    env: senderEnv(),
     stdio: ['pipe', 'ignore', 'pipe'],
     windowsHide: true,
     maxBuffer: 64 * 1024,

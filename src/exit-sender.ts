@@ -4,47 +4,10 @@
  * the OTEL_* configuration the application's process uses. Exit status 0 when everything was
  * accepted; 1 and the reason on stderr otherwise.
  */
-import type { SpanContext } from '@opentelemetry/api';
 import { type ExportResult, ExportResultCode, TraceState } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import type { ExitPayload, WireSpan } from './exit-flush';
+import { type ExitPayload, fromWire } from './exit-flush';
 import { createOtlpMetricExporter, createOtlpTraceExporter } from './exporters';
-
-type WireContext = WireSpan['spanContext'];
-
-function context(wire: WireContext): SpanContext {
-  return {
-    traceId: wire.traceId,
-    spanId: wire.spanId,
-    traceFlags: wire.traceFlags,
-    isRemote: wire.isRemote,
-    traceState: wire.traceState ? new TraceState(wire.traceState) : undefined,
-  };
-}
-
-function fromWire(wire: WireSpan, resource: ReadableSpan['resource']): ReadableSpan {
-  const sc = context(wire.spanContext);
-  return {
-    name: wire.name,
-    kind: wire.kind,
-    spanContext: () => sc,
-    parentSpanContext: wire.parentSpanContext ? context(wire.parentSpanContext) : undefined,
-    startTime: wire.startTime,
-    endTime: wire.endTime,
-    duration: wire.duration,
-    ended: true,
-    status: wire.status,
-    attributes: wire.attributes,
-    links: wire.links.map((l) => ({ ...l, context: context(l.context) })),
-    events: wire.events,
-    resource,
-    instrumentationScope: wire.scope,
-    droppedAttributesCount: wire.droppedAttributesCount,
-    droppedEventsCount: wire.droppedEventsCount,
-    droppedLinksCount: wire.droppedLinksCount,
-  };
-}
 
 function exported(run: (done: (result: ExportResult) => void) => void): Promise<void> {
   return new Promise((resolve, reject) =>
@@ -64,7 +27,7 @@ async function main(): Promise<void> {
   const work: Promise<void>[] = [];
   if (payload.spans.length > 0) {
     const exporter = createOtlpTraceExporter(payload.protocol.traces);
-    const spans = payload.spans.map((s) => fromWire(s, resource));
+    const spans = payload.spans.map((s) => fromWire(s, resource, (t) => new TraceState(t)));
     work.push(exported((done) => exporter.export(spans, done)));
   }
   if (payload.scopeMetrics.length > 0) {
