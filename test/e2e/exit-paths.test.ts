@@ -249,6 +249,27 @@ describe('exports on exit', function () {
     }
   });
 
+  it('the local trace store has the request that crashed the process', async () => {
+    const dir = mkdtempSync(join(TEST_TRACES_DIR, 'crash-'));
+    try {
+      const result = await run(
+        { DATALAB_TRACES_DIR: dir, OTEL_BSP_SCHEDULE_DELAY: '60000' },
+        async (app) => {
+          assert.equal(await request(app.url('/ok')), 200);
+          fireAndForget(app.url('/crash'));
+        },
+      );
+      assert.deepEqual(result.exit, { code: 1, signal: null });
+      const text = readdirSync(dir)
+        .map((f) => readFileSync(join(dir, f), 'utf8'))
+        .join('');
+      assert.match(text, /"stringValue":"\/crash"/);
+      assert.match(text, /"stringValue":"\/ok"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a backend that never answers holds the exit for DATALAB_EXIT_FLUSH_TIMEOUT_MS at most, the exit code unchanged', async () => {
     const hole = await blackHole();
     try {
