@@ -31,6 +31,7 @@ import type { ExportResult } from '@opentelemetry/core';
 import type { ScopeMetrics } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import type { OtlpProtocol } from './config';
+import { injectFault } from './faults';
 
 /** A span exporter that remembers the batches it is sending: lost if the process ends now. */
 export interface TrackedSpanExporter extends SpanExporter {
@@ -232,20 +233,26 @@ export interface ExitSources {
  */
 export function flushAtExit(
   sources: ExitSources,
-  openSpans: readonly Span[],
+  abandonOpen: () => readonly Span[],
   timeoutMs: number,
 ): string | undefined {
-  for (const span of openSpans) {
-    span.setAttribute('http.response.status_code', 500);
-    span.setAttribute('error.type', '500');
-    span.setStatus({
-      code: SpanStatusCode.ERROR,
-      message: 'no response before the process exited',
-    });
-    span.end();
+  const failures: string[] = [];
+  try {
+    injectFault('exit-flush');
+    for (const span of abandonOpen()) {
+      span.setAttribute('http.response.status_code', 500);
+      span.setAttribute('error.type', '500');
+      span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: 'no response before the process exited',
+      });
+      span.end();
+    }
+  } catch (err) {
+    // What finished before still goes out.
+    failures.push(`requests still open: ${err instanceof Error ? err.message : String(err)}`);
   }
   const spans: WireSpan[] = [];
-  const failures: string[] = [];
   for (const queue of sources.spanQueues) {
     const queued = takeQueued(queue.processor);
     if (queue.file) {

@@ -34,6 +34,7 @@ import { inboundCorrelationId, withCorrelationId } from './correlation/context';
 import { markRequestCorrelationId } from './correlation/http';
 import { CORRELATION_ATTRIBUTE } from './correlation/id';
 import { inboundContext } from './correlation/inbound';
+import { injectFault } from './faults';
 import { type HttpServerMetrics, trackRequestRoute } from './metrics/http';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 import { warnOnce } from './warnings';
@@ -193,6 +194,7 @@ export class Http2Instrumentation extends InstrumentationBase {
   }
 
   private begin(stream: TrackedStream, headers: Http2.IncomingHttpHeaders, scheme: string) {
+    injectFault('http2-stream');
     const startedAt = performance.now();
     const method = headers[':method'];
     const rawPath = headers[':path'];

@@ -366,7 +366,7 @@ export function startTelemetry(config: Config): Telemetry {
           resource,
           protocol: { traces: config.traces.protocol, metrics: config.metrics.protocol },
         },
-        abandonOpenRequests(),
+        abandonOpenRequests,
         timeoutMs,
       );
     },

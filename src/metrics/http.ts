@@ -232,7 +232,11 @@ export class HttpServerMetrics {
     for (const response of [...this.open]) {
       const span = (response.req as TrackedRequest)[kRpc]?.span;
       if (span !== undefined) spans.push(span);
-      this.finish(response);
+      try {
+        this.finish(response);
+      } catch (err) {
+        reportInternal(err);
+      }
     }
     return spans;
   }

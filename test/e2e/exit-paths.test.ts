@@ -270,6 +270,28 @@ describe('exports on exit', function () {
     }
   });
 
+  it('a fault in the exit flush: the same exit code, the finished requests still exported, one warning', async () => {
+    const drive = async (app: AppProcess) => {
+      assert.equal(await request(app.url('/ok')), 200);
+      process.kill(app.pid, 'SIGTERM');
+    };
+    const bare = await run({ EXIT_MODE: 'exit-on-sigterm' }, drive, 'none');
+    const withDistro = await run(
+      { EXIT_MODE: 'exit-on-sigterm', DATALAB_INTERNAL_FAULTS: 'exit-flush', ...otlp() },
+      drive,
+    );
+    assert.deepEqual(withDistro.exit, bare.exit);
+    const warnings = withDistro.stderr.filter((l) => l.includes('DLOTEL_'));
+    assert.equal(warnings.length, 1, withDistro.stderr.join('\n'));
+    assert.match(warnings[0] as string, /"code":"DLOTEL_EXIT_FLUSH_INCOMPLETE"/);
+    assert.match(warnings[0] as string, /injected fault at exit-flush/);
+    assert.deepEqual(
+      withDistro.stderr.filter((l) => !l.includes('DLOTEL_')),
+      bare.stderr,
+    );
+    assert.equal(serverSpans(receiver, '/ok').length, 1);
+  });
+
   it('a backend that never answers holds the exit for DATALAB_EXIT_FLUSH_TIMEOUT_MS at most, the exit code unchanged', async () => {
     const hole = await blackHole();
     try {

@@ -278,6 +278,28 @@ describe('node:http2 servers', function () {
     assert.equal(total.get('GET /slow 500'), undefined);
   });
 
+  it('a fault in the HTTP/2 hook: every request answered, one DLOTEL_INTERNAL_ERROR', async () => {
+    app = await startApp({
+      fixture: 'http2-app.mjs',
+      env: { ...NO_DEPENDENCIES, DATALAB_INTERNAL_FAULTS: 'http2-stream' },
+    });
+    const { port, streamPort } = JSON.parse(
+      app.stdout.find((l) => l.includes('"listening"')) as string,
+    ) as { port: number; streamPort: number };
+    const compat = await h2requests(`http://127.0.0.1:${port}`, [
+      { path: '/users/1' },
+      { path: '/status/503' },
+    ]);
+    const streams = await h2requests(`http://127.0.0.1:${streamPort}`, [{ path: '/orders/1' }]);
+    assert.deepEqual(
+      [...compat, ...streams].map((a) => a.status),
+      [200, 503, 200],
+    );
+    const internal = app.warnings().filter((w) => w.startsWith('DLOTEL_INTERNAL_ERROR'));
+    assert.equal(internal.length, 1, app.stderr.join('\n'));
+    assert.match(internal[0] as string, /injected fault at http2-stream/);
+  });
+
   it('metrics only (no span leaves the process): counted, correlation ID echoed and propagated', async () => {
     app = await startApp({
       fixture: 'http2-app.mjs',
