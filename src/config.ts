@@ -112,6 +112,7 @@ export function parseConfig(
       token: get(S.managementToken),
     },
     shutdownTimeoutMs: get(S.shutdownTimeout),
+    exitFlushTimeoutMs: get(S.exitFlushTimeout),
     dbRootSpans: get(S.dbRootSpans),
     esmHooks: get(S.esmHooks),
     health: {

@@ -7,7 +7,9 @@ export type FaultPoint =
   | 'http-metrics-start'
   | 'http-metrics-finish'
   | 'request-hook'
-  | 'inbound-context';
+  | 'inbound-context'
+  | 'http2-stream'
+  | 'exit-flush';
 
 let active: ReadonlySet<string> = new Set();
 

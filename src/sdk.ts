@@ -40,6 +40,7 @@ import { enableInboundContext } from './correlation/inbound';
 import { CorrelationPropagator } from './correlation/propagator';
 import { CorrelationSpanProcessor } from './correlation/span-processor';
 import { ClientRegistry, DbClientsInstrumentation } from './db/clients';
+import { type ExitSources, flushAtExit, trackInFlight } from './exit-flush';
 import {
   createOtlpLogExporter,
   createOtlpMetricExporter,
@@ -50,6 +51,7 @@ import {
 } from './exporters';
 import type { HealthChecker } from './health/runner';
 import { startHealth } from './health/setup';
+import { Http2Instrumentation } from './http2';
 import { createInstrumentations, METRICS_SILENCED } from './instrumentations';
 import { createAccessLog } from './logging/access-log';
 import { ManagementServer } from './management-server';
@@ -69,6 +71,11 @@ export interface Telemetry {
   readonly clients: ClientRegistry;
   /** The checks behind /health, /health/live and /health/ready (and the programmatic API). */
   readonly health: HealthChecker;
+  /**
+   * From the process's `exit` event (shutdown.ts): ends what is open and exports what is left,
+   * synchronously, within `timeoutMs`. Returns a failure to report, if any.
+   */
+  flushAtExit(timeoutMs: number): string | undefined;
   /** Exports what is buffered (traces, metrics, logs) and keeps running. */
   flush(): Promise<void>;
   /** Flushes and stops everything the distro started; safe to call more than once. */
@@ -183,17 +190,21 @@ function startContext(config: Config): void {
   propagation.setGlobalPropagator(buildPropagator(config));
 }
 
-function startTracing(config: Config, resource: Resource): TracerProvider {
+function startTracing(
+  config: Config,
+  resource: Resource,
+  exitQueues: ExitSources['spanQueues'][number][],
+): TracerProvider {
   const { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider } =
     require('@opentelemetry/sdk-trace') as typeof import('@opentelemetry/sdk-trace');
   const spanProcessors: SpanProcessor[] = [new CorrelationSpanProcessor(), new SpanScrubber()];
   for (const name of config.traces.exporters) {
     const exporter =
       name === 'otlp' ? createOtlpTraceExporter(config.traces.protocol) : new ConsoleSpanExporter();
-    const processor = new BatchSpanProcessor({
-      ...config.traces.batch,
-      exporter: guardSpanExporter(name === 'otlp' ? 'OTLP' : name, exporter),
-    });
+    const guarded = guardSpanExporter(name === 'otlp' ? 'OTLP' : name, exporter);
+    const otlp = name === 'otlp' ? trackInFlight(guarded) : undefined;
+    const processor = new BatchSpanProcessor({ ...config.traces.batch, exporter: otlp ?? guarded });
+    if (otlp) exitQueues.push({ processor, otlp });
     spanProcessors.push(countingQueueDrops(processor));
   }
   if (config.traceFile.enabled) {
@@ -208,6 +219,7 @@ function startTracing(config: Config, resource: Resource): TracerProvider {
       ...config.traces.batch,
       exporter: guardSpanExporter('the local trace file', file),
     });
+    exitQueues.push({ processor, file });
     spanProcessors.push(countingQueueDrops(processor));
   }
   // The trace SDK 3 reads no OTEL_BSP_*, sampler or span limit variables: the configuration
@@ -240,7 +252,8 @@ export function startTelemetry(config: Config): Telemetry {
   // directly.
   const tracing = tracesGoSomewhere(config);
   startContext(config);
-  const tracerProvider = tracing ? startTracing(config, resource) : undefined;
+  const exitQueues: ExitSources['spanQueues'][number][] = [];
+  const tracerProvider = tracing ? startTracing(config, resource, exitQueues) : undefined;
   const loggerProvider = buildLoggerProvider(config, resource);
 
   // Metrics. The per-request counter and histograms live outside the SDK (metrics/instruments.ts);
@@ -263,6 +276,7 @@ export function startTelemetry(config: Config): Telemetry {
     prometheus = createPrometheusEndpoint([new DistroProducer(instruments)]);
     readers.push(prometheus.reader);
   }
+  let exitMetrics: DistroProducer | undefined;
   for (const name of config.metrics.exporters) {
     if (name === 'prometheus') continue;
     const exporter =
@@ -272,12 +286,14 @@ export function startTelemetry(config: Config): Telemetry {
             createOtlpMetricExporter(config.metrics.protocol, config.metrics.temporality),
           )
         : new ConsoleMetricExporter();
+    const producer = DistroProducer.forExporter(instruments, exporter);
+    if (name === 'otlp') exitMetrics = producer;
     readers.push(
       new PeriodicExportingMetricReader({
         exporter,
         exportIntervalMillis: config.metrics.exportIntervalMs,
         exportTimeoutMillis: config.metrics.exportTimeoutMs,
-        metricProducers: [DistroProducer.forExporter(instruments, exporter)],
+        metricProducers: [producer],
       }),
     );
   }
@@ -315,8 +331,13 @@ export function startTelemetry(config: Config): Telemetry {
     tracing,
   });
   if (!tracing) enableInboundContext({ header: config.correlation.header, isOwnServer });
+  const http2 = new Http2Instrumentation({
+    header: config.correlation.header,
+    metrics: httpMetrics,
+    tracing: tracing && config.instrumentations.includes('http'),
+  });
   registerInstrumentations({
-    instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients],
+    instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients, http2],
     tracerProvider,
     meterProvider,
   });
@@ -329,11 +350,29 @@ export function startTelemetry(config: Config): Telemetry {
   management.start();
 
   let shutdownPromise: Promise<void> | undefined;
+  let stopped = false;
+  const abandonOpenRequests = () => [...httpMetrics.abandonOpen(), ...http2.abandonOpen()];
   return {
     config,
     management,
     clients,
     health,
+    flushAtExit(timeoutMs) {
+      // Once shutdown has begun (beforeExit, a signal with no handler of the application's), it
+      // had its own time limit and the exporters are closing.
+      if (stopped) return undefined;
+      stopped = true;
+      return flushAtExit(
+        {
+          spanQueues: exitQueues,
+          metrics: exitMetrics,
+          resource,
+          protocol: { traces: config.traces.protocol, metrics: config.metrics.protocol },
+        },
+        abandonOpenRequests,
+        timeoutMs,
+      );
+    },
     async flush() {
       await Promise.allSettled([
         tracerProvider?.forceFlush(),
@@ -342,6 +381,7 @@ export function startTelemetry(config: Config): Telemetry {
       ]);
     },
     shutdown() {
+      stopped = true;
       shutdownPromise ??= (async () => {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
         // other wrappers of the same methods.

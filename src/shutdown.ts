@@ -14,8 +14,15 @@
  * When ours is the only listener, the process was going to die of the signal: it is kept alive
  * for the delay and the bounded flush, then the signal is re-raised so that it dies of it
  * exactly as it would have (exit status 128 + signal number, 143 for SIGTERM).
+ *
+ * `process.exit()` (often from the application's own signal handler) and a crash (an uncaught
+ * exception, an unhandled rejection) end the process with no turn of the event loop left: what
+ * is still buffered is exported from the `exit` event, synchronously, within
+ * DATALAB_EXIT_FLUSH_TIMEOUT_MS (exit-flush.ts). The exit code, stderr and the application's
+ * own `uncaughtException` and `exit` listeners are left as they were.
  */
 import type { Telemetry } from './sdk';
+import { warn } from './warnings';
 
 const SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 
@@ -71,6 +78,26 @@ export function installShutdownHooks(telemetry: Telemetry): void {
     };
     listeners.set(signal, onSignal);
     process.once(signal, onSignal);
+  }
+
+  const exitTimeoutMs = telemetry.config.exitFlushTimeoutMs;
+  if (exitTimeoutMs > 0) {
+    process.once('exit', () => {
+      try {
+        const failure = telemetry.flushAtExit(exitTimeoutMs);
+        if (failure !== undefined) {
+          warn(
+            'DLOTEL_EXIT_FLUSH_INCOMPLETE',
+            `telemetry left at exit was not all exported: ${failure}`,
+          );
+        }
+      } catch (err) {
+        warn(
+          'DLOTEL_EXIT_FLUSH_INCOMPLETE',
+          `telemetry left at exit was not exported: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    });
   }
 
   // The event loop ran dry: last chance to send what is buffered. beforeExit may fire again

@@ -16,6 +16,8 @@ export const WARNING_CODES = {
   DLOTEL_ESM_HOOKS_CONFLICT:
     "Another agent's ESM hooks were registered first; ours are not active.",
   DLOTEL_TYPESCRIPT_UNSUPPORTED: 'A TypeScript set-up the --import preload cannot serve.',
+  DLOTEL_EXIT_FLUSH_INCOMPLETE:
+    'Telemetry left when the process exited could not all be exported in time.',
 } as const;
 
 export type WarningCode = keyof typeof WARNING_CODES;

@@ -483,6 +483,12 @@ export const shutdownTimeout = int(
   [0, 600_000],
   'On SIGTERM/SIGINT, how long the distro may spend flushing telemetry.',
 );
+export const exitFlushTimeout = int(
+  'DATALAB_EXIT_FLUSH_TIMEOUT_MS',
+  2_000,
+  [0, 60_000],
+  'On process.exit() or a crash, how long the exit may wait for the last export; 0 skips it.',
+);
 export const dbRootSpans = bool(
   'DATALAB_DB_ROOT_SPANS',
   false,
@@ -661,6 +667,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   managementToken,
   maxEndpoints,
   shutdownTimeout,
+  exitFlushTimeout,
   traceFileEnabled,
   traceFileDir,
   traceFileMaxMb,

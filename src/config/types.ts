@@ -143,6 +143,8 @@ export interface Config {
     readonly token: string | undefined;
   };
   readonly shutdownTimeoutMs: number;
+  /** DATALAB_EXIT_FLUSH_TIMEOUT_MS: the last export on process.exit() or a crash; 0 skips it. */
+  readonly exitFlushTimeoutMs: number;
   readonly traceFile: {
     /** Write spans to local OTLP JSON files (the embedded default without an OTLP endpoint). */
     readonly enabled: boolean;

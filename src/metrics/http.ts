@@ -90,6 +90,8 @@ export class HttpServerMetrics {
   private readonly onResponseClose: (this: ServerResponse) => void;
   private readonly onRequestClose: (this: IncomingMessage) => void;
   private subscribed = false;
+  /** Responses not closed yet: what is still open when the process exits (abandonOpen). */
+  private readonly open = new Set<TrackedResponse>();
 
   constructor(
     meter: Meter,
@@ -160,6 +162,7 @@ export class HttpServerMetrics {
     (response as TrackedResponse)[kStart] = performance.now();
     (request as TrackedRequest)[kResponse] = response;
     this.inFlight++;
+    this.open.add(response as TrackedResponse);
     // 'close' fires once for every response: after 'finish', or when the socket dies first.
     response.on('close', this.onResponseClose);
     request.on('close', this.onRequestClose);
@@ -190,6 +193,7 @@ export class HttpServerMetrics {
     if (startedAt === undefined) return;
     response[kStart] = undefined;
     this.inFlight--;
+    this.open.delete(response);
     (response.req as TrackedRequest)[kResponse] = undefined;
     const seconds = (performance.now() - startedAt) / 1000;
 
@@ -255,6 +259,80 @@ export class HttpServerMetrics {
         correlationId: requestCorrelationId(request),
       });
     }
+  }
+  /**
+   * The process is exiting with these responses still open (shutdown.ts): each is counted now,
+   * as a response that never sent its headers is, and its server span (when traced) is returned
+   * for the caller to end the same way, since no 'close' will ever come.
+   */
+  abandonOpen(): Span[] {
+    const spans: Span[] = [];
+    for (const response of [...this.open]) {
+      const span = (response.req as TrackedRequest)[kRpc]?.span;
+      if (span !== undefined) spans.push(span);
+      try {
+        this.finish(response);
+      } catch (err) {
+        reportInternal(err);
+      }
+    }
+    return spans;
+  }
+
+  /** A request of another transport (node:http2, see http2.ts) enters. */
+  exchangeStarted(): void {
+    this.inFlight++;
+  }
+
+  /**
+   * …and completes: counted in the same series, under the same endpoint rules, as a node:http
+   * request (no route template: no framework routes node:http2 requests).
+   */
+  exchangeFinished(exchange: {
+    readonly method: string | undefined;
+    readonly path: string | undefined;
+    readonly status: number;
+    readonly seconds: number;
+    readonly traceId?: string;
+    readonly correlationId?: string;
+  }): void {
+    this.inFlight--;
+    const endpoint = this.endpoints.admit(normalizePath(exchange.path));
+    const method = normalizeMethod(exchange.method);
+    const { status, seconds } = exchange;
+    let byMethod = this.series.get(endpoint);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      this.series.set(endpoint, byMethod);
+    }
+    let series = byMethod.get(method);
+    if (series === undefined) {
+      const service = this.options.service;
+      series = {
+        durations: this.options.durations.createSeries(
+          Object.freeze({ method, endpoint, service }),
+        ),
+        byStatus: new Map(),
+      };
+      byMethod.set(method, series);
+    }
+    let counter = series.byStatus.get(status);
+    if (counter === undefined) {
+      counter = this.options.requests.createSeries(
+        Object.freeze({ method, endpoint, status: String(status), service: this.options.service }),
+      );
+      series.byStatus.set(status, counter);
+    }
+    counter.count++;
+    series.durations.record(seconds);
+    this.options.accessLog?.({
+      method,
+      endpoint,
+      status: counter.attributes.status as string,
+      durationSeconds: seconds,
+      traceId: exchange.traceId,
+      correlationId: exchange.correlationId,
+    });
   }
 }
 

@@ -140,6 +140,8 @@ export class DistroProducer implements MetricProducer {
   private readonly previous = new Map<HistogramSeries, Snapshot>();
   private readonly previousCounts = new Map<CounterSeries, number>();
   private lastCollection: HrTime = hrTime();
+  /** Requests counted when this producer last reported (see unreported). */
+  private reportedTotal = 0;
 
   constructor(
     private readonly instruments: DistroInstruments,
@@ -161,6 +163,12 @@ export class DistroProducer implements MetricProducer {
   }
 
   async collect(): Promise<CollectionResult> {
+    return this.collectSync();
+  }
+
+  /** collect() without the promise: exit-flush.ts runs where no promise settles any more. */
+  collectSync(): CollectionResult {
+    this.reportedTotal = this.countedTotal();
     const now = hrTime();
     const metrics: MetricData[] = [];
     for (const counter of this.instruments.counters) {
@@ -183,6 +191,22 @@ export class DistroProducer implements MetricProducer {
       },
       errors: [],
     };
+  }
+
+  /** Whether anything was counted since the last report: an exit with nothing new sends none. */
+  unreported(): boolean {
+    return this.countedTotal() !== this.reportedTotal;
+  }
+
+  private countedTotal(): number {
+    let total = 0;
+    for (const counter of this.instruments.counters) {
+      for (const series of counter.series) total += series.count;
+    }
+    for (const histogram of this.instruments.histograms) {
+      for (const series of histogram.series) total += series.count;
+    }
+    return total;
   }
 
   private counterData(counter: DistroCounter, now: HrTime): SumMetricData {

@@ -9,7 +9,7 @@
  * process writes its own file, rotated by size; the oldest files of the directory are deleted
  * while the total exceeds the cap.
  */
-import { promises as fs } from 'node:fs';
+import { appendFileSync, promises as fs, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { JsonTraceSerializer as Serializer } from '@opentelemetry/otlp-transformer';
@@ -56,6 +56,8 @@ export class FileSpanExporter implements SpanExporter {
   private pending = 0;
   private ready: Promise<void> | undefined;
   private stopped = false;
+  /** Lines accepted and not yet being written: what exportSync writes at exit. */
+  private readonly unwritten = new Set<{ readonly line: string }>();
 
   constructor(private readonly options: FileExporterOptions) {
     this.maxFileBytes =
@@ -82,8 +84,11 @@ export class FileSpanExporter implements SpanExporter {
       return;
     }
     this.pending++;
+    // An object per batch, so that two identical batches stay two entries.
+    const entry = { line };
+    this.unwritten.add(entry);
     this.queue = this.queue
-      .then(() => this.append(line))
+      .then(() => this.append(entry))
       .then(
         () => done({ code: ExportResultCode.SUCCESS }),
         (error: Error) => done({ code: ExportResultCode.FAILED, error }),
@@ -102,7 +107,36 @@ export class FileSpanExporter implements SpanExporter {
     await this.queue;
   }
 
-  private async append(line: string): Promise<void> {
+  /**
+   * At process exit (exit-flush.ts), where nothing asynchronous runs any more: the lines still
+   * waiting for the disk and `spans`, appended synchronously to the current file. The size cap
+   * is checked again by the next process's first rotation.
+   */
+  exportSync(spans: ReadableSpan[]): void {
+    let text = '';
+    for (const entry of this.unwritten) text += entry.line;
+    this.unwritten.clear();
+    if (spans.length > 0) {
+      const bytes = jsonSerializer().serializeRequest(spans);
+      if (bytes) text += `${decoder.decode(bytes)}\n`;
+    }
+    this.stopped = true;
+    if (text === '') return;
+    mkdirSync(this.options.dir, { recursive: true });
+    const size = Buffer.byteLength(text);
+    if (this.current === undefined || this.currentBytes + size > this.maxFileBytes) {
+      this.current = join(
+        this.options.dir,
+        `${TRACE_FILE_PREFIX}${safeFileName(this.options.name)}-${process.pid}-${Date.now()}-${this.sequence++}${TRACE_FILE_SUFFIX}`,
+      );
+      this.currentBytes = 0;
+    }
+    appendFileSync(this.current, text);
+    this.currentBytes += size;
+  }
+
+  private async append(entry: { readonly line: string }): Promise<void> {
+    const line = entry.line;
     this.ready ??= fs.mkdir(this.options.dir, { recursive: true }).then(() => undefined);
     await this.ready;
     const size = Buffer.byteLength(line);
@@ -115,6 +149,8 @@ export class FileSpanExporter implements SpanExporter {
       // Room for the whole new file, so the directory never exceeds the cap.
       await this.enforceCap(Math.max(size, this.maxFileBytes));
     }
+    // From here the write is under way: exportSync at exit must not write the line again.
+    if (!this.unwritten.delete(entry)) return;
     await fs.appendFile(this.current, line);
     this.currentBytes += size;
   }

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { context, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
+import { ExportResultCode, TraceState } from '@opentelemetry/core';
+import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BatchSpanProcessor,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace';
+import { fromWire, takeQueued, toWire, trackInFlight } from '../../src/exit-flush';
+import { FileSpanExporter } from '../../src/traces/file-exporter';
+
+const decode = (bytes: Uint8Array | undefined) => JSON.parse(new TextDecoder().decode(bytes));
+
+function spans(): ReadableSpan[] {
+  const exporter = new InMemorySpanExporter();
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'svc', 'host.name': 'h' }),
+    spanProcessors: [new SimpleSpanProcessor({ exporter })],
+  });
+  const tracer = provider.getTracer('scope-a', '1.2.3');
+  const remote = trace.setSpanContext(context.active(), {
+    traceId: '0af7651916cd43dd8448eb211c80319c',
+    spanId: 'b7ad6b7169203331',
+    traceFlags: TraceFlags.SAMPLED,
+    isRemote: true,
+    traceState: new TraceState('vendor=abc,other=1'),
+  });
+  const server = tracer.startSpan(
+    'GET',
+    {
+      kind: SpanKind.SERVER,
+      attributes: { 'url.path': '/x', list: ['a', 'b'], n: 3, ok: true },
+      links: [
+        {
+          context: { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 1 },
+          attributes: { why: 'batch' },
+        },
+      ],
+    },
+    remote,
+  );
+  server.addEvent('exception', { 'exception.message': 'boom' });
+  server.setStatus({ code: SpanStatusCode.ERROR, message: 'failed' });
+  const child = tracer.startSpan(
+    'SELECT',
+    { kind: SpanKind.CLIENT },
+    trace.setSpan(remote, server),
+  );
+  child.end();
+  server.end();
+  return exporter.getFinishedSpans();
+}
+
+describe('exit flush', () => {
+  it('a span through the JSON wire serialises to the same OTLP request', () => {
+    const original = spans();
+    assert.equal(original.length, 2);
+    const resource = resourceFromAttributes(original[0]?.resource.attributes ?? {});
+    const rebuilt = (
+      JSON.parse(JSON.stringify(original.map(toWire))) as ReturnType<typeof toWire>[]
+    ).map((w) => fromWire(w, resource, (s) => new TraceState(s)));
+    assert.deepEqual(
+      decode(JsonTraceSerializer.serializeRequest(rebuilt)),
+      decode(JsonTraceSerializer.serializeRequest(original)),
+    );
+  });
+
+  it('takes what a batch processor holds, and what its exporter is still sending', () => {
+    let finish: ((code: ExportResultCode) => void) | undefined;
+    const tracked = trackInFlight({
+      export: (_batch, done) => {
+        finish = (code) => done({ code });
+      },
+      shutdown: async () => {},
+    });
+    const processor = new BatchSpanProcessor({ exporter: tracked, scheduledDelayMillis: 60_000 });
+    const [a, b] = spans();
+    processor.onEnd(a as ReadableSpan);
+    void processor.forceFlush();
+    assert.deepEqual(tracked.inFlight(), [a], 'the batch being sent');
+    processor.onEnd(b as ReadableSpan);
+    assert.deepEqual(takeQueued(processor), [b]);
+    assert.deepEqual(takeQueued(processor), [], 'taken out');
+    finish?.(ExportResultCode.SUCCESS);
+    assert.deepEqual(tracked.inFlight(), [], 'sent');
+  });
+
+  it('the trace file gets, synchronously, the lines still queued and the spans handed over', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'exit-file-'));
+    try {
+      const file = new FileSpanExporter({ dir, maxTotalBytes: 1_000_000, name: 'svc' });
+      const [a, b] = spans() as [ReadableSpan, ReadableSpan];
+      const results: ExportResultCode[] = [];
+      file.export([a], (r) => results.push(r.code));
+      // Nothing has reached the disk yet (the write is queued behind a mkdir).
+      file.exportSync([b]);
+      const text = readdirSync(dir)
+        .map((n) => readFileSync(join(dir, n), 'utf8'))
+        .join('');
+      assert.equal(text.trim().split('\n').length, 2, text);
+      assert.match(text, /"name":"GET"/);
+      assert.match(text, /"name":"SELECT"/);
+      await file.forceFlush();
+      const after = readdirSync(dir)
+        .map((n) => readFileSync(join(dir, n), 'utf8'))
+        .join('');
+      assert.equal(after, text, 'the queued write does not add the line a second time');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
