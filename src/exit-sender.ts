@@ -31,7 +31,8 @@ async function main(): Promise<void> {
     work.push(exported((done) => exporter.export(spans, done)));
   }
   if (payload.scopeMetrics.length > 0) {
-    const exporter = createOtlpMetricExporter(payload.protocol.metrics);
+    // The series arrive collected, their temporality fixed: the exporter only encodes them.
+    const exporter = createOtlpMetricExporter(payload.protocol.metrics, 'cumulative');
     work.push(
       exported((done) => exporter.export({ resource, scopeMetrics: payload.scopeMetrics }, done)),
     );
