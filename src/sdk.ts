@@ -34,6 +34,7 @@ import {
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
 import type { Sampler, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { clusterWorkersCheck } from './cluster';
 import type { Config, DiagLevelName } from './config';
 import { enableInboundContext } from './correlation/inbound';
 import { CorrelationPropagator } from './correlation/propagator';
@@ -231,6 +232,7 @@ export function startTelemetry(config: Config): Telemetry {
     config.management.host,
     config.management.port,
     config.management.token,
+    { idleBindMs: config.management.idleBindMs },
   );
   const isOwnServer = (server: Server | undefined) => server === management.server;
 
@@ -323,6 +325,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   if (prometheus) management.route('/metrics', prometheus.handler);
   const health = startHealth(config, clients, meter, management);
+  health.add(clusterWorkersCheck());
   management.start();
 
   let shutdownPromise: Promise<void> | undefined;
