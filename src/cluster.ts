@@ -173,8 +173,11 @@ interface WorkerState {
 }
 
 const workers = new Map<number, WorkerState>();
-/** Counters and histograms of workers that exited, so that totals never go down. */
-let retired: readonly (readonly WireMetric[])[] = [];
+/**
+ * Counters and histograms of the workers that exited, added up into one collection (a crash
+ * loop must not grow the scrape), so that totals never go down.
+ */
+let retired: readonly WireMetric[] | undefined;
 let nextRequestId = 1;
 
 function trackWorker(worker: Worker): void {
@@ -194,7 +197,10 @@ function trackWorker(worker: Worker): void {
   worker.once('exit', () => {
     workers.delete(worker.id);
     state.pending?.done(undefined);
-    if (state.last !== undefined) retired = [...retired, onlyCumulative(state.last)];
+    if (state.last === undefined) return;
+    const { MetricsMerger } =
+      require('./metrics/aggregate') as typeof import('./metrics/aggregate');
+    retired = new MetricsMerger().sum([...(retired ? [retired] : []), onlyCumulative(state.last)]);
   });
 }
 
@@ -221,7 +227,8 @@ export async function collectWorkers(timeoutMs = 2_000): Promise<(readonly WireM
     asked.push(askWorker(state, timeoutMs));
   }
   const answers = await Promise.all(asked);
-  return [...answers.filter((a): a is readonly WireMetric[] => a !== undefined), ...retired];
+  const found = answers.filter((a): a is readonly WireMetric[] => a !== undefined);
+  return retired === undefined ? found : [...found, retired];
 }
 
 function askWorker(
@@ -252,7 +259,7 @@ function askWorker(
 
 /** Whether this process is a cluster primary that forked workers (live or exited). */
 export function hasWorkers(): boolean {
-  return workers.size > 0 || retired.length > 0;
+  return workers.size > 0 || retired !== undefined;
 }
 
 /** Number of workers the primary knows about, and how many of them are connected. */

@@ -17,9 +17,10 @@
  */
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
+import { resolve } from 'node:path';
 import { installPrimary, processRole } from './cluster';
 import { warn } from './warnings';
 
@@ -81,7 +82,8 @@ export class ManagementServer {
   private idleTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryMs = RETRY_FIRST_MS;
-  private handoverAsked = false;
+  /** A handover request is under way. */
+  private asking = false;
   /** Quick silent retries while an ancestor releases the port it handed over. */
   private handoverGrace = 0;
   private warnedUnavailable = false;
@@ -145,7 +147,7 @@ export class ManagementServer {
     } else {
       installPrimary(() => {
         this.serving = true;
-        if (this.state === 'idle' && this.retryTimer === undefined) this.bind();
+        if (this.state === 'idle' && !this.waiting) this.bind();
       });
     }
     this.unsubscribe = subscribe(
@@ -175,6 +177,11 @@ export class ManagementServer {
     this.unsubscribe?.();
   }
 
+  /** A retry or a handover request will bind (or warn): nothing else should. */
+  private get waiting(): boolean {
+    return this.retryTimer !== undefined || this.asking;
+  }
+
   private bind(): void {
     if (this.state !== 'idle') return;
     clearTimeout(this.idleTimer);
@@ -187,7 +194,7 @@ export class ManagementServer {
   private armIdle(): void {
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
-      if (this.state !== 'idle' || this.retryTimer !== undefined) return;
+      if (this.state !== 'idle' || this.waiting) return;
       // A launcher waits for the application it started; when that exits (and nothing
       // else runs), the launcher is the process left to answer.
       if (this.children.size > 0) this.armIdle();
@@ -205,7 +212,7 @@ export class ManagementServer {
       return;
     }
     this.serving = true;
-    if (this.state === 'idle' && this.retryTimer === undefined) this.bind();
+    if (this.state === 'idle' && !this.waiting) this.bind();
   }
 
   /**
@@ -241,14 +248,12 @@ export class ManagementServer {
         this.scheduleRetry(100);
         return;
       }
-      if (!this.handoverAsked) {
-        this.handoverAsked = true;
-        // Held maybe by a launcher that bound before it spawned this process: ask it.
-        this.retryTimer = setTimeout(() => {}, 60_000);
-        this.retryTimer.unref();
+      // Held maybe by a launcher that bound it before it spawned this process: ask, at every
+      // attempt (a launcher busy compiling may not answer the first time).
+      if (distroAncestor()) {
+        this.asking = true;
         void askHandover(this.host, this.port, this.token).then((granted) => {
-          clearTimeout(this.retryTimer);
-          this.retryTimer = undefined;
+          this.asking = false;
           if (this.state !== 'idle') return;
           if (granted) {
             this.handoverGrace = 5;
@@ -421,6 +426,46 @@ export function isDescendant(pid: number, children: Iterable<ChildProcessLike>):
     current = ppid;
   }
   return false;
+}
+
+let ancestorRunsDistro: boolean | undefined;
+
+/**
+ * Whether a process above this one loaded the preload too (its command line or NODE_OPTIONS
+ * names it): only such a process may hold the port and hand it over. Read from /proc once;
+ * elsewhere assumed, at the cost of one local request when the port is taken.
+ */
+function distroAncestor(): boolean {
+  if (ancestorRunsDistro !== undefined) return ancestorRunsDistro;
+  const markers = [
+    '@datalab/otel/register',
+    resolve(__dirname, '..', 'register.mjs'),
+    resolve(__dirname, '..', 'register.js'),
+  ];
+  ancestorRunsDistro = false;
+  let pid = process.ppid;
+  for (let depth = 0; depth < 32 && pid > 1; depth++) {
+    let text: string;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      text = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+      try {
+        text += readFileSync(`/proc/${pid}/environ`, 'latin1');
+      } catch {
+        // Another user's process: its command line is enough.
+      }
+    } catch {
+      ancestorRunsDistro = depth === 0 && !existsSync('/proc/self/stat');
+      return ancestorRunsDistro;
+    }
+    if (markers.some((m) => text.includes(m))) {
+      ancestorRunsDistro = true;
+      return true;
+    }
+    pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  }
+  return ancestorRunsDistro;
 }
 
 /**

@@ -102,6 +102,18 @@ export class MetricsMerger {
     return { resource: own.resource, scopeMetrics: [scope] };
   }
 
+  /** Several collections added up into one, still in wire form. */
+  sum(collections: readonly (readonly WireMetric[])[]): WireMetric[] {
+    const merged = new Map<string, MergedMetric>();
+    for (const collection of collections) {
+      for (const metric of collection) this.add(merged, metric);
+    }
+    return [...merged.values()].map(({ first, points }) => ({
+      ...first,
+      p: [...points.values()].map(([attributes, value]) => [{ ...attributes }, value] as const),
+    }));
+  }
+
   private add(merged: Map<string, MergedMetric>, metric: WireMetric): void {
     let target = merged.get(metric.n);
     if (target === undefined) {

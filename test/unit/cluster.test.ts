@@ -125,6 +125,18 @@ describe('cluster: merging the collections of several processes', () => {
     assert.equal(text.match(/^# TYPE http_requests_total counter$/gm)?.length, 1);
   });
 
+  it('adds exited workers up into one collection that keeps the totals', () => {
+    const merger = new MetricsMerger();
+    const a = encodeMetrics(collection(600, [500, 90, 10], 3, 0.02, 1));
+    const b = encodeMetrics(collection(400, [300, 99, 1], 2, 0.5, 0));
+    const summed = merger.sum([a, b]);
+    assert.equal(summed.length, a.length);
+    const requests = summed.find((m) => m.n === 'http_requests_total');
+    assert.equal(requests?.p[0]?.[1], 1000);
+    const histogram = summed.find((m) => m.n === 'http_request_duration_seconds')?.p[0]?.[1];
+    assert.deepEqual(typeof histogram === 'object' ? histogram.c : undefined, [800, 189, 11]);
+  });
+
   it('gauge rules', () => {
     assert.equal(gaugeMerge('memory_usage_bytes'), 'sum');
     assert.equal(gaugeMerge('nodejs_eventloop_utilization_ratio'), 'max');
