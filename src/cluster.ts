@@ -35,7 +35,9 @@ export type ProcessRole =
   /** One of several instances that each bind `port + offset` (PM2, distro-less primary). */
   | { readonly kind: 'instance'; readonly offset: number; readonly manager: 'pm2' | 'cluster' }
   /** A process of its own (a cluster primary included). */
-  | { readonly kind: 'process' };
+  | { readonly kind: 'process' }
+  /** PM2 itself (its CLI, its daemon) when the preload reached it through NODE_OPTIONS. */
+  | { readonly kind: 'manager' };
 
 export interface Pm2Context {
   /** The application's environment as PM2 will set it, merged over the current one. */
@@ -93,11 +95,20 @@ let role: ProcessRole | undefined;
 
 /** Decided once per process, from the environment it was started with. */
 export function processRole(env: Env = process.env): ProcessRole {
-  role ??= decideRole(env, loadCluster().isWorker, process.ppid);
+  role ??= decideRole(env, loadCluster().isWorker, process.ppid, process.argv[1]);
   return role;
 }
 
-export function decideRole(env: Env, isWorker: boolean, ppid: number): ProcessRole {
+const PM2_ITSELF = /[\\/]pm2[\\/](bin[\\/][\w-]+|lib[\\/]Daemon\.js)$/;
+
+export function decideRole(
+  env: Env,
+  isWorker: boolean,
+  ppid: number,
+  mainScript?: string,
+): ProcessRole {
+  // PM2's daemon is the primary of the instances: answering for them is their job.
+  if (mainScript !== undefined && PM2_ITSELF.test(mainScript)) return { kind: 'manager' };
   const pm2 = pm2Context(env);
   if (pm2 !== undefined) {
     // Under PM2 the daemon is the primary; it runs no distro, so nothing aggregates.

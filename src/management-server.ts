@@ -129,7 +129,7 @@ export class ManagementServer {
   start(): void {
     if (this.state !== 'idle' || this.unsubscribe !== undefined) return;
     const role = processRole();
-    if (role.kind === 'cluster-worker') {
+    if (role.kind === 'cluster-worker' || role.kind === 'manager') {
       this.state = 'off';
       return;
     }

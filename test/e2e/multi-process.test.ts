@@ -80,6 +80,23 @@ function jsonLine<T>(lines: readonly string[], event: string): T | undefined {
   return undefined;
 }
 
+/** A port p such that p and p + 1 are both free (PM2 instances 0 and 1). */
+async function consecutiveFreePorts(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port >= 65_535) continue;
+    const probe = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(port + 1, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise((r) => probe.close(r));
+      return port;
+    }
+  }
+}
+
 const pidOf = (samples: readonly Sample[]) =>
   Number(samplesNamed(samples, 'target_info')[0]?.labels.process_pid);
 
@@ -211,68 +228,71 @@ describe('multi-process services and the management port', function () {
       home = undefined;
     });
 
-    it("every instance honours the ecosystem file's port, host, token and service name", async function () {
-      if (!existsSync(pm2Bin)) skipBecause(this, 'pm2 is not installed (npm ci installs it)');
-      home = mkdtempSync(join(tmpdir(), 'datalab-pm2-'));
-      const base = await freePort();
-      const base1 = await freePort();
-      // Two consecutive free ports: base and base + 1.
-      const metricsPort = base1 === base + 1 ? base : base1;
-      const appPort = await freePort();
-      const token = 'pm2-token-0123456789abcdef';
-      writeFileSync(
-        join(home, 'ecosystem.config.cjs'),
-        `module.exports = ${JSON.stringify({
-          apps: [
-            {
-              name: 'pm2-app',
-              script: join(FIXTURES, 'pm2-app.cjs'),
-              instances: 2,
-              exec_mode: 'cluster',
-              node_args: `--import ${join(ROOT, 'dist', 'register.mjs')}`,
-              env: {
-                APP_PORT: String(appPort),
-                DATALAB_METRICS_PORT: String(metricsPort),
-                DATALAB_METRICS_HOST: '127.0.0.1',
-                DATALAB_MANAGEMENT_TOKEN: token,
-                OTEL_SERVICE_NAME: 'orders-api',
+    for (const via of ['node_args', 'NODE_OPTIONS'] as const) {
+      it(`every instance honours the ecosystem file's port, host, token and service name (preload in ${via})`, async function () {
+        if (!existsSync(pm2Bin)) skipBecause(this, 'pm2 is not installed (npm ci installs it)');
+        home = mkdtempSync(join(tmpdir(), 'datalab-pm2-'));
+        const metricsPort = await consecutiveFreePorts();
+        const appPort = await freePort();
+        const token = 'pm2-token-0123456789abcdef';
+        const preload = `--import ${join(ROOT, 'dist', 'register.mjs')}`;
+        writeFileSync(
+          join(home, 'ecosystem.config.cjs'),
+          `module.exports = ${JSON.stringify({
+            apps: [
+              {
+                name: 'pm2-app',
+                script: join(FIXTURES, 'pm2-app.cjs'),
+                instances: 2,
+                exec_mode: 'cluster',
+                ...(via === 'node_args' ? { node_args: preload } : {}),
+                env: {
+                  APP_PORT: String(appPort),
+                  DATALAB_METRICS_PORT: String(metricsPort),
+                  DATALAB_METRICS_HOST: '127.0.0.1',
+                  DATALAB_MANAGEMENT_TOKEN: token,
+                  OTEL_SERVICE_NAME: 'orders-api',
+                },
               },
-            },
-          ],
-        })};\n`,
-      );
-      await pm2(pm2Env(), 'start', join(home, 'ecosystem.config.cjs'));
-
-      for (const port of [metricsPort, metricsPort + 1]) {
-        await until(`instance on ${port}`, async () =>
-          (await scrape(port, token)).status === 200 ? true : undefined,
+            ],
+          })};\n`,
         );
-        assert.equal((await scrape(port)).status, 401, `${port} requires the token`);
-      }
-      const total = 200;
-      for (let i = 0; i < total; i++) assert.equal((await get(appPort)).status, 200);
+        // With NODE_OPTIONS, PM2's CLI and daemon load the preload too.
+        const env = via === 'NODE_OPTIONS' ? { ...pm2Env(), NODE_OPTIONS: preload } : pm2Env();
+        await pm2(env, 'start', join(home, 'ecosystem.config.cjs'));
 
-      let sum = 0;
-      const pids = new Set<number>();
-      for (const port of [metricsPort, metricsPort + 1]) {
-        const samples = parsePrometheusText((await scrape(port, token)).text);
-        const target = samplesNamed(samples, 'target_info')[0];
-        assert.equal(target?.labels.service_name, 'orders-api');
-        assert.notEqual(target?.labels.service_version, undefined);
-        const requests = samplesNamed(samples, 'http_requests_total');
-        for (const s of requests) assert.equal(s.labels.service, 'orders-api');
-        sum += sumOf(requests);
-        pids.add(pidOf(samples));
-      }
-      assert.equal(pids.size, 2, 'two instances, two ports');
-      assert.equal(sum, total, 'the instances together counted every request');
-      // The default port is not opened behind the operator's back.
-      const stray = await fetch('http://127.0.0.1:9464/metrics').catch(() => undefined);
-      if (stray !== undefined) {
-        const body = await stray.text();
-        assert.ok(!body.includes('orders-api'), 'nothing of the app on 9464');
-      }
-    });
+        for (const port of [metricsPort, metricsPort + 1]) {
+          await until(`instance on ${port}`, async () =>
+            (await scrape(port, token)).status === 200 ? true : undefined,
+          );
+          assert.equal((await scrape(port)).status, 401, `${port} requires the token`);
+        }
+        const total = 200;
+        for (let i = 0; i < total; i++) assert.equal((await get(appPort)).status, 200);
+
+        let sum = 0;
+        const pids = new Set<number>();
+        for (const port of [metricsPort, metricsPort + 1]) {
+          const samples = parsePrometheusText((await scrape(port, token)).text);
+          const target = samplesNamed(samples, 'target_info')[0];
+          assert.equal(target?.labels.service_name, 'orders-api');
+          assert.notEqual(target?.labels.service_version, undefined);
+          const requests = samplesNamed(samples, 'http_requests_total');
+          for (const s of requests) assert.equal(s.labels.service, 'orders-api');
+          sum += sumOf(requests);
+          pids.add(pidOf(samples));
+        }
+        assert.equal(pids.size, 2, 'two instances, two ports');
+        assert.equal(sum, total, 'the instances together counted every request');
+        // The default port is not opened behind the operator's back.
+        const stray = await fetch('http://127.0.0.1:9464/metrics').catch(() => undefined);
+        if (stray !== undefined) {
+          const body = await stray.text();
+          assert.ok(!body.includes('orders-api'), 'nothing of the app on 9464');
+          assert.ok(!body.includes('service="pm2"'), 'nothing of PM2 itself on 9464');
+        }
+      });
+    }
   });
 
   describe('launchers', () => {

@@ -165,6 +165,13 @@ describe('cluster: which role a process has', () => {
       offset: 2,
       manager: 'cluster',
     });
+    assert.deepEqual(decideRole({}, false, 1, '/usr/lib/node_modules/pm2/lib/Daemon.js'), {
+      kind: 'manager',
+    });
+    assert.deepEqual(decideRole({}, false, 1, '/usr/lib/node_modules/pm2/bin/pm2-runtime'), {
+      kind: 'manager',
+    });
+    assert.deepEqual(decideRole({}, false, 1, '/srv/pm2/server.js'), { kind: 'process' });
     const pm2Env = JSON.stringify({ NODE_APP_INSTANCE: 3, pm_exec_path: '/srv/app.js' });
     assert.deepEqual(decideRole({ pm2_env: pm2Env, NODE_UNIQUE_ID: '1' }, true, 7), {
       kind: 'instance',
