@@ -303,6 +303,10 @@ describe('multi-process services and the management port', function () {
         'spawning after the launcher bound the port',
         { LAUNCH_DELAY_MS: '1500', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200' },
       ],
+      [
+        'through a shell, after the launcher bound the port',
+        { LAUNCH_DELAY_MS: '1500', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200', LAUNCH_SHELL: '1' },
+      ],
     ] as const) {
       it(`only the application the launcher spawns answers (${title})`, async () => {
         app = await startApp({
@@ -314,9 +318,15 @@ describe('multi-process services and the management port', function () {
         assert.ok(spawned);
         extraPids.push(spawned.app);
         assert.equal(await request(app.url('/users/1')), 200);
+        // Through a shell, the application is the shell's child (unless the shell execs it).
+        const viaShell = 'LAUNCH_SHELL' in env;
         const samples = await until('the application answering', async () => {
           const s = await app?.scrape();
-          return s && pidOf(s) === spawned.app ? s : undefined;
+          const pid = s && pidOf(s);
+          if (pid) extraPids.push(pid);
+          return pid && pid !== spawned.launcher && (viaShell || pid === spawned.app)
+            ? s
+            : undefined;
         });
         assert.equal(sumOf(samplesNamed(samples, 'http_requests_total')), 1);
         assert.deepEqual(app.warnings(), []);
