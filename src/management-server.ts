@@ -197,6 +197,12 @@ export class ManagementServer {
       if (this.state !== 'idle' || this.waiting) return;
       // A launcher waits for the application it started; when that exits (and nothing
       // else runs), the launcher is the process left to answer.
+      for (const child of this.children) {
+        // A child that never started (spawn failed) may emit no 'exit'.
+        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) {
+          this.children.delete(child);
+        }
+      }
       if (this.children.size > 0) this.armIdle();
       else this.bind();
     }, this.idleBindMs);
@@ -360,6 +366,8 @@ interface ListenOptions {
 
 interface ChildProcessLike {
   readonly pid?: number;
+  readonly exitCode: number | null;
+  readonly signalCode: string | null;
   once(event: 'exit', listener: () => void): unknown;
 }
 

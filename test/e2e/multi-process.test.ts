@@ -334,6 +334,29 @@ describe('multi-process services and the management port', function () {
     }
   });
 
+  describe('a process that listens on nothing', () => {
+    it('binds after DATALAB_MANAGEMENT_IDLE_BIND_MS, once the child process it started has exited', async () => {
+      app = await startApp({
+        fixture: 'queue-worker.cjs',
+        env: { CHILD_MS: '1500', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200' },
+        waitForMetrics: false,
+      });
+      const started = jsonLine<{ at: number }>(app.stdout, 'listening');
+      assert.ok(started);
+      await new Promise((r) => setTimeout(r, 700));
+      await assert.rejects(scrape(app.metricsPort), 'no port while the child runs');
+      const samples = await until('/metrics of the queue worker', async () => {
+        const res = await scrape(app?.metricsPort ?? 0);
+        return res.status === 200 ? parsePrometheusText(res.text) : undefined;
+      });
+      assert.equal(pidOf(samples), app.pid);
+      await until('the child exit line', async () =>
+        jsonLine(app?.stdout ?? [], 'child-exited') ? true : undefined,
+      );
+      assert.deepEqual(app.warnings(), []);
+    });
+  });
+
   describe('the application asks for the management port', () => {
     it('an application listening on the metrics port at start gets it', async () => {
       const port = await freePort();
