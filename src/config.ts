@@ -110,6 +110,7 @@ export function parseConfig(
       host: get(S.metricsHost),
       port: get(S.metricsPort),
       token: get(S.managementToken),
+      idleBindMs: get(S.managementIdleBind),
     },
     shutdownTimeoutMs: get(S.shutdownTimeout),
     exitFlushTimeoutMs: get(S.exitFlushTimeout),
@@ -177,13 +178,20 @@ export function findAppPackage(mainScript: string | undefined, cwd: string): Pac
 
 let loaded: Config | undefined;
 
-/** The process's configuration, parsed on first use; warnings are printed that one time. */
+/**
+ * The process's configuration, parsed on first use; warnings are printed that one time. Under
+ * PM2 the application's environment and script are PM2's (see cluster.ts), not yet the
+ * process's own when the preload runs.
+ */
 export function loadConfig(): Config {
   if (loaded) return loaded;
+  const { pm2Context } = require('./cluster') as typeof import('./cluster');
+  const pm2 = pm2Context(process.env);
+  const cwd = pm2?.cwd ?? process.cwd();
   const { config, warnings } = parseConfig(
-    process.env,
-    findAppPackage(process.argv[1], process.cwd()),
-    process.cwd(),
+    pm2?.env ?? process.env,
+    findAppPackage(pm2?.mainScript ?? process.argv[1], cwd),
+    cwd,
   );
   useStructuredWarnings(config.serviceName, config.logging.format);
   // Test-only (see faults.ts); deliberately not part of the documented configuration.

@@ -35,6 +35,7 @@ import {
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
 import type { Sampler, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { clusterWorkersCheck } from './cluster';
 import type { Config, DiagLevelName } from './config';
 import { enableInboundContext } from './correlation/inbound';
 import { CorrelationPropagator } from './correlation/propagator';
@@ -243,6 +244,7 @@ export function startTelemetry(config: Config): Telemetry {
     config.management.host,
     config.management.port,
     config.management.token,
+    { idleBindMs: config.management.idleBindMs },
   );
   const isOwnServer = (server: Server | undefined) => server === management.server;
 
@@ -347,6 +349,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   if (prometheus) management.route('/metrics', prometheus.handler);
   const health = startHealth(config, clients, meter, management);
+  health.add(clusterWorkersCheck());
   management.start();
 
   let shutdownPromise: Promise<void> | undefined;

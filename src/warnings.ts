@@ -7,6 +7,7 @@ import { baseFields, renderJson, renderPretty } from './logging/format';
 export const WARNING_CODES = {
   DLOTEL_CONFIG_INVALID: 'A configuration variable has a value the distro cannot use.',
   DLOTEL_PORT_UNAVAILABLE: 'The management server could not listen on its host and port.',
+  DLOTEL_PORT_YIELDED: 'The application listens on the management port; the distro gave it up.',
   DLOTEL_START_FAILED: 'Telemetry failed to start; the application runs without it.',
   DLOTEL_INSTRUMENTATION_FAILED: 'An instrumentation package could not be loaded or enabled.',
   DLOTEL_EXPORT_FAILED: 'Exporting telemetry to its backend failed.',

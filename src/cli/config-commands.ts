@@ -215,7 +215,7 @@ export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
   const busy = await portFree(host, port);
   findings.push({
     ok: busy === undefined,
-    text: `management port ${host}:${port}${busy ? `: not available (${busy}); the service would run without /metrics` : ' is free'}`,
+    text: `management port ${host}:${port}${busy ? `: not available (${busy}); the service would serve /metrics only once it frees` : ' is free'}`,
   });
 
   const requireFromApp = createRequire(join(cwd, 'package.json'));

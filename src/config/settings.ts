@@ -453,6 +453,12 @@ export const managementToken = setting(
   },
   { shown: 'secret' },
 );
+export const managementIdleBind = int(
+  'DATALAB_MANAGEMENT_IDLE_BIND_MS',
+  5_000,
+  [0, DAY_MS],
+  'A process that listens on no port binds the management server this long after start (0: at start).',
+);
 export const httpBuckets = setting(
   'DATALAB_HTTP_BUCKETS',
   DEFAULT_HTTP_BUCKETS.join(','),
@@ -665,6 +671,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   metricsHost,
   metricsPort,
   managementToken,
+  managementIdleBind,
   maxEndpoints,
   shutdownTimeout,
   exitFlushTimeout,

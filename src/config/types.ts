@@ -141,6 +141,8 @@ export interface Config {
      * `Authorization: Bearer <token>`; the probes /health/live and /health/ready stay open.
      */
     readonly token: string | undefined;
+    /** DATALAB_MANAGEMENT_IDLE_BIND_MS: when a process that listens on nothing binds. */
+    readonly idleBindMs: number;
   };
   readonly shutdownTimeoutMs: number;
   /** DATALAB_EXIT_FLUSH_TIMEOUT_MS: the last export on process.exit() or a crash; 0 skips it. */

@@ -2,10 +2,16 @@
  * `/metrics` in the Prometheus text format, served by the management server rather than the
  * exporter's own HTTP server (one port for metrics and health, one place that decides what is
  * traced). Scope labels are dropped: SPEC §3 series carry exactly their documented labels.
+ *
+ * In a `cluster` primary the body is the sum of the primary's and its workers' series (see
+ * metrics/aggregate.ts); a worker of such a primary serves nothing itself and hands its
+ * collection to the primary over the cluster IPC channel.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { IMetricReader, MetricProducer } from '@opentelemetry/sdk-metrics';
+import { collectWorkers, hasWorkers, processRole, serveCollections } from '../cluster';
+import { encodeMetrics, MetricsMerger } from './aggregate';
 import { PrometheusTextSerializer } from './prometheus-text';
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -21,11 +27,20 @@ export function createPrometheusEndpoint(producers: MetricProducer[] = []): {
   });
   // Keeps the rendered label sets between scrapes: one instance for the process.
   const serializer = new PrometheusTextSerializer();
+  const role = processRole();
+  if (role.kind === 'cluster-worker') {
+    serveCollections(async () => encodeMetrics((await exporter.collect()).resourceMetrics));
+  }
+  const merger = role.kind === 'process' ? new MetricsMerger() : undefined;
   return {
     reader: exporter,
     async handler(req, res) {
       const { resourceMetrics } = await exporter.collect();
-      const body = serializer.serialize(resourceMetrics);
+      // Outside a cluster primary with workers, the process's own collection as it is.
+      const body =
+        merger !== undefined && hasWorkers()
+          ? serializer.serialize(merger.merge(resourceMetrics, await collectWorkers()))
+          : serializer.serialize(resourceMetrics);
       res.writeHead(200, {
         'content-type': CONTENT_TYPE,
         'content-length': body.length,

@@ -1,0 +1,247 @@
+/**
+ * One `/metrics` for several processes (a `cluster` primary and its workers): their collections
+ * merged series by series, so that the scrape of the one port gives the service's totals.
+ *
+ * - counters and other sums: added;
+ * - histograms: added bucket by bucket (count and sum too; min and max kept as such);
+ * - gauges: added (requests in flight, memory, connections, heap are amounts), except levels,
+ *   where a sum means nothing: the event-loop delay and utilisation take the worst process
+ *   (max) and `health_check_status` the worst status (min).
+ *
+ * Series are matched by metric name and label set; `target_info` is the serving process's own.
+ */
+import type { Attributes } from '@opentelemetry/api';
+import {
+  DataPointType,
+  type MetricData,
+  type ResourceMetrics,
+  type ScopeMetrics,
+} from '@opentelemetry/sdk-metrics';
+import type { WireHistogram, WireMetric } from '../cluster';
+
+type GaugeMerge = 'sum' | 'max' | 'min';
+
+/** How a gauge of several processes becomes one value. */
+export function gaugeMerge(name: string): GaugeMerge {
+  if (name.startsWith('nodejs_eventloop_')) return 'max';
+  if (name === 'health_check_status') return 'min';
+  return 'sum';
+}
+
+/** A collection in wire form (plain JSON: what a worker sends over IPC). */
+export function encodeMetrics(resourceMetrics: ResourceMetrics): WireMetric[] {
+  const out: WireMetric[] = [];
+  for (const scope of resourceMetrics.scopeMetrics) {
+    for (const metric of scope.metrics) {
+      const { name, description, unit } = metric.descriptor;
+      const points: [Record<string, unknown>, number | WireHistogram][] = [];
+      if (metric.dataPointType === DataPointType.HISTOGRAM) {
+        for (const p of metric.dataPoints) {
+          const h = p.value;
+          points.push([
+            { ...p.attributes },
+            {
+              count: h.count,
+              sum: h.sum ?? 0,
+              min: h.min ?? null,
+              max: h.max ?? null,
+              b: h.buckets.boundaries.map((b) => (b === Infinity ? null : b)),
+              c: h.buckets.counts,
+            },
+          ]);
+        }
+      } else if (
+        metric.dataPointType === DataPointType.SUM ||
+        metric.dataPointType === DataPointType.GAUGE
+      ) {
+        for (const p of metric.dataPoints) points.push([{ ...p.attributes }, p.value]);
+      } else continue;
+      out.push({
+        n: name,
+        d: description,
+        u: unit,
+        t: metric.dataPointType,
+        m: metric.dataPointType === DataPointType.SUM && metric.isMonotonic,
+        p: points,
+      });
+    }
+  }
+  return out;
+}
+
+interface MergedMetric {
+  readonly first: WireMetric;
+  readonly points: Map<string, [Attributes, number | MutableHistogram]>;
+}
+
+interface MutableHistogram {
+  count: number;
+  sum: number;
+  min: number | null;
+  max: number | null;
+  readonly b: readonly (number | null)[];
+  readonly c: number[];
+}
+
+/**
+ * Merges collections and renders them as one ResourceMetrics for the serializer. Label sets are
+ * interned (one frozen object per series for the life of the process), so that the serializer's
+ * per-series caches work for merged series as for a single process's.
+ */
+export class MetricsMerger {
+  private readonly interned = new Map<string, Attributes>();
+
+  merge(own: ResourceMetrics, others: readonly (readonly WireMetric[])[]): ResourceMetrics {
+    const merged = new Map<string, MergedMetric>();
+    for (const collection of [encodeMetrics(own), ...others]) {
+      for (const metric of collection) this.add(merged, metric);
+    }
+    const metrics: MetricData[] = [];
+    for (const { first, points } of merged.values()) metrics.push(toMetricData(first, points));
+    const scope: ScopeMetrics = { scope: { name: '@datalab/otel/cluster' }, metrics };
+    return { resource: own.resource, scopeMetrics: [scope] };
+  }
+
+  /** Several collections added up into one, still in wire form. */
+  sum(collections: readonly (readonly WireMetric[])[]): WireMetric[] {
+    const merged = new Map<string, MergedMetric>();
+    for (const collection of collections) {
+      for (const metric of collection) this.add(merged, metric);
+    }
+    return [...merged.values()].map(({ first, points }) => ({
+      ...first,
+      p: [...points.values()].map(([attributes, value]) => [{ ...attributes }, value] as const),
+    }));
+  }
+
+  private add(merged: Map<string, MergedMetric>, metric: WireMetric): void {
+    let target = merged.get(metric.n);
+    if (target === undefined) {
+      target = { first: metric, points: new Map() };
+      merged.set(metric.n, target);
+    } else if (target.first.t !== metric.t) return;
+    const how = metric.t === DataPointType.GAUGE ? gaugeMerge(metric.n) : 'sum';
+    for (const [attributes, value] of metric.p) {
+      const key = seriesKey(attributes);
+      const existing = target.points.get(key);
+      if (existing === undefined) {
+        target.points.set(key, [
+          this.intern(metric.n, key, attributes),
+          typeof value === 'number' ? value : copyHistogram(value),
+        ]);
+        continue;
+      }
+      const current = existing[1];
+      if (typeof current === 'number' && typeof value === 'number') {
+        existing[1] =
+          how === 'sum'
+            ? current + value
+            : how === 'max'
+              ? Math.max(current, value)
+              : Math.min(current, value);
+      } else if (typeof current !== 'number' && typeof value !== 'number') {
+        addHistogram(current, value);
+      }
+    }
+  }
+
+  private intern(name: string, key: string, attributes: Record<string, unknown>): Attributes {
+    const k = `${name}\u0000${key}`;
+    let found = this.interned.get(k);
+    if (found === undefined) {
+      found = Object.freeze({ ...attributes }) as Attributes;
+      this.interned.set(k, found);
+    }
+    return found;
+  }
+}
+
+/** Label sets are compared whatever their key order. */
+function seriesKey(attributes: Record<string, unknown>): string {
+  const keys = Object.keys(attributes).sort();
+  let key = '';
+  for (const k of keys) key += `${k}\u0001${String(attributes[k])}\u0002`;
+  return key;
+}
+
+function copyHistogram(h: WireHistogram): MutableHistogram {
+  return { count: h.count, sum: h.sum, min: h.min, max: h.max, b: h.b, c: [...h.c] };
+}
+
+function addHistogram(into: MutableHistogram, h: WireHistogram): void {
+  // Processes of one service share their boundaries (same settings); a process configured
+  // differently cannot be added bucket by bucket and is left out rather than misplaced.
+  if (!sameBoundaries(into.b, h.b) || into.c.length !== h.c.length) return;
+  into.count += h.count;
+  into.sum += h.sum;
+  for (let i = 0; i < h.c.length; i++) into.c[i] = (into.c[i] as number) + (h.c[i] as number);
+  if (h.min !== null) into.min = into.min === null ? h.min : Math.min(into.min, h.min);
+  if (h.max !== null) into.max = into.max === null ? h.max : Math.max(into.max, h.max);
+}
+
+function sameBoundaries(a: readonly (number | null)[], b: readonly (number | null)[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+const ZERO_TIME: [number, number] = [0, 0];
+
+function toMetricData(
+  metric: WireMetric,
+  points: Map<string, [Attributes, number | MutableHistogram]>,
+): MetricData {
+  const descriptor = {
+    name: metric.n,
+    description: metric.d,
+    unit: metric.u,
+    // The serializer reads only name, description and unit.
+    type: 'COUNTER',
+    valueType: 1,
+  } as unknown as MetricData['descriptor'];
+  const base = { startTime: ZERO_TIME, endTime: ZERO_TIME };
+  if (metric.t === DataPointType.HISTOGRAM) {
+    return {
+      descriptor,
+      aggregationTemporality: 1,
+      dataPointType: DataPointType.HISTOGRAM,
+      dataPoints: [...points.values()].map(([attributes, value]) => {
+        const h = value as MutableHistogram;
+        return {
+          ...base,
+          attributes,
+          value: {
+            count: h.count,
+            sum: h.sum,
+            min: h.min ?? undefined,
+            max: h.max ?? undefined,
+            buckets: {
+              boundaries: h.b.map((b) => (b === null ? Infinity : b)),
+              counts: h.c,
+            },
+          },
+        };
+      }),
+    } as MetricData;
+  }
+  const dataPoints = [...points.values()].map(([attributes, value]) => ({
+    ...base,
+    attributes,
+    value: value as number,
+  }));
+  if (metric.t === DataPointType.SUM) {
+    return {
+      descriptor,
+      aggregationTemporality: 1,
+      dataPointType: DataPointType.SUM,
+      isMonotonic: metric.m,
+      dataPoints,
+    } as MetricData;
+  }
+  return {
+    descriptor,
+    aggregationTemporality: 1,
+    dataPointType: DataPointType.GAUGE,
+    dataPoints,
+  } as MetricData;
+}
