@@ -27,6 +27,7 @@ import {
   type CollectorProcess,
   collectorPorts,
   requireCollector,
+  scrapeText,
   setAt,
   shippedConfig,
   startCollector,
@@ -349,6 +350,27 @@ describe('gateway tier: agent → two gateways with tail sampling → Jaeger', f
     );
     assert.ok(sent.every((s) => /^[0-9a-f]{32}$/.test(s.traceId) && s.correlationId !== ''));
     assert.equal(new Set(sent.map((s) => s.traceId)).size, REQUESTS, 'one trace per request');
+  });
+
+  it('all 2,000 traces reached the gateways, each one gateway only (the services sample 100%)', async () => {
+    // Each gateway counts the trace IDs it saw; a trace split over both would count twice.
+    const seen: number[] = [];
+    for (const g of (tier as Tier).gateways) {
+      const text = await scrapeText(g.ports.telemetry);
+      const line = text
+        .split('\n')
+        .find((l) => /^otelcol_processor_tail_sampling_new_trace_id_received(_total)?[{ ]/.test(l));
+      seen.push(Number(line?.slice(line.lastIndexOf(' ') + 1) ?? 0));
+    }
+    console.log(`      new trace IDs per gateway: ${seen.join(' + ')}`);
+    assert.equal(
+      seen.reduce((a, b) => a + b, 0),
+      REQUESTS,
+    );
+    assert.ok(
+      seen.every((n) => n > REQUESTS / 4),
+      'both gateways took a share',
+    );
   });
 
   it('every failed and every slow trace is in Jaeger, whole, and exported by one gateway only', () => {
