@@ -119,6 +119,9 @@ function dataOf(body: unknown): OtlpTracesData {
 /**
  * Jaeger API v3 (OTLP JSON): a trace ID is fetched directly; a correlation ID is searched as a
  * span attribute, per service (`--service`, else every service Jaeger knows), over `lookbackHours`.
+ * Jaeger v2's API v3 ignores attribute filters in a search (it answers the service's latest
+ * traces), so the search asks its query API's /api/traces, which filters by tag, for the trace
+ * IDs, and fetches those through API v3; a server without /api/traces is searched through API v3.
  */
 export async function lookupInJaeger(
   id: string,
@@ -144,6 +147,15 @@ export async function lookupInJaeger(
     }
     const now = Date.now();
     for (const service of services) {
+      const found = await jaegerTagSearch(id, service, base, now, options.lookbackHours, fetcher);
+      if (found !== undefined) {
+        for (const traceId of found) {
+          spans.push(
+            ...flatten(dataOf(await getJson(endpoint(base, `/api/v3/traces/${traceId}`), fetcher))),
+          );
+        }
+        continue;
+      }
       const url = endpoint(base, '/api/v3/traces');
       url.searchParams.set('query.service_name', service);
       // Jaeger's documented form: a JSON map of attributes.
@@ -157,6 +169,33 @@ export async function lookupInJaeger(
     }
   }
   return { spans: matchingTraces(id, dedupe(spans)), skippedLines: 0 };
+}
+
+/**
+ * The IDs of a service's traces with the correlation ID as a span tag, from Jaeger's /api/traces
+ * (times in microseconds); undefined when the server has no such API.
+ */
+async function jaegerTagSearch(
+  id: string,
+  service: string,
+  base: string,
+  now: number,
+  lookbackHours: number,
+  fetcher: typeof fetch,
+): Promise<string[] | undefined> {
+  const url = endpoint(base, '/api/traces');
+  url.searchParams.set('service', service);
+  url.searchParams.set('tags', JSON.stringify({ [CORRELATION_ATTRIBUTE]: id }));
+  url.searchParams.set('start', String((now - lookbackHours * 3_600_000) * 1000));
+  url.searchParams.set('end', String(now * 1000));
+  url.searchParams.set('limit', '20');
+  const body = (await getJson(url, fetcher).catch(() => undefined)) as
+    | { data?: { traceID?: string }[] }
+    | undefined;
+  if (!body || !Array.isArray(body.data)) return undefined;
+  return body.data
+    .map((t) => t.traceID?.toLowerCase().padStart(32, '0') ?? '')
+    .filter((t) => /^[0-9a-f]{32}$/.test(t));
 }
 
 /** Tempo: a trace ID is fetched directly; a correlation ID is found with TraceQL search. */

@@ -108,6 +108,8 @@ export interface CollectorProcess {
   readonly pid: number;
   readonly ports: CollectorPorts;
   readonly output: string[];
+  /** The config file it runs on: rewrite it and send SIGHUP to reload. */
+  readonly configFile: string;
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
   stop(): Promise<void>;
@@ -170,7 +172,7 @@ export async function startCollector(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { pid: child.pid as number, ports, output, exited, stop };
+  return { pid: child.pid as number, ports, output, configFile, exited, stop };
 }
 
 /** The Prometheus text a Collector serves on a port (its own metrics, or the exporter's). */

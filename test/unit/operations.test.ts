@@ -520,8 +520,8 @@ describe('operations bundle: Grafana dashboard and provisioning', function () {
 /** Collector component IDs are `type[/name]`; these are the contrib types the configs may use. */
 const COLLECTOR_TYPES: Record<string, string[]> = {
   receivers: ['otlp'],
-  processors: ['memory_limiter', 'batch'],
-  exporters: ['prometheus', 'otlp_grpc', 'otlp_http', 'file', 'debug'],
+  processors: ['memory_limiter', 'batch', 'tail_sampling'],
+  exporters: ['prometheus', 'otlp_grpc', 'otlp_http', 'file', 'debug', 'load_balancing'],
   extensions: ['health_check'],
 };
 
@@ -693,8 +693,11 @@ describe('operations bundle: Collector configs (checked as files)', () => {
       'resource attributes stay on target_info',
     );
     assert.deepEqual(agent.pipelines.get('metrics')?.exporters, ['prometheus']);
-    assert.deepEqual(agent.pipelines.get('traces')?.exporters, ['otlp_grpc/gateway']);
-    assert.deepEqual(agent.pipelines.get('logs')?.exporters, ['otlp_grpc/gateway']);
+    assert.deepEqual(agent.pipelines.get('traces')?.exporters, ['load_balancing/gateways']);
+    assert.deepEqual(agent.pipelines.get('logs')?.exporters, ['load_balancing/gateways']);
+    // Every span of a trace to one gateway: what the gateways' tail sampling needs.
+    const lb = asMap(asMap(agent.doc.exporters, 'exporters')['load_balancing/gateways'], 'lb');
+    assert.equal(lb.routing_key, 'traceID');
   });
 
   it('gateway: traces to OTLP and to an OTLP JSON file, logs to OTLP, no pull exporter', () => {
@@ -816,7 +819,7 @@ describe('operations bundle: docker-compose.yml matches the files it mounts', ()
     const gatewayConfig = hostPath('otel-gateway', argValue('otel-gateway', '--config'));
     assert.equal(gatewayConfig, join(COLLECTOR, 'otelcol-gateway.yaml'));
     const env = asMap(svc('otel-agent').environment, 'env');
-    assert.equal(env.DATALAB_GATEWAY_ENDPOINT, 'otel-gateway:4317');
+    assert.equal(env.DATALAB_GATEWAY_ENDPOINTS, '[otel-gateway:4317]');
     const gwEnv = asMap(svc('otel-gateway').environment, 'env');
     assert.equal(gwEnv.DATALAB_TRACES_ENDPOINT, 'jaeger:4317');
     assert.equal(gwEnv.DATALAB_LOGS_ENDPOINT, 'http://loki:3100/otlp');
