@@ -10,16 +10,25 @@
  * Slow (npm installs from the registry, with its cache first) but bounded: 3 minutes per step.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join, sep } from 'node:path';
-import { type AppProcess, freePort, ROOT, startApp, TEST_TRACES_DIR } from '../support/app';
+import { join, sep } from 'node:path';
+import { type AppProcess, freePort, startApp } from '../support/app';
+import {
+  copiesOf,
+  type LockPackage,
+  NPM_FLAGS,
+  nodeIn,
+  npm,
+  npmOk,
+  packedDistro,
+  readLock,
+  STEP_TIMEOUT,
+  skipIfOffline,
+  writeJson,
+} from '../support/install';
 import { samplesNamed, sumOf } from '../support/prometheus-text';
-import { skipBecause } from '../support/skip';
 
-const STEP_TIMEOUT = 180_000;
-const NPM_FLAGS = ['--prefer-offline', '--no-audit', '--no-fund'];
 /** What a cloud SDK of the SDK 2 era puts in an application, and a winston locked long ago. */
 const APP_DEPENDENCIES = {
   '@opentelemetry/api': '1.9.0',
@@ -27,77 +36,6 @@ const APP_DEPENDENCIES = {
   '@opentelemetry/sdk-trace-base': '2.12.0',
   winston: '3.3.3',
 };
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * npm (the system one, run on the test's own Node) in `cwd`, without the npm_* variables of an
- * enclosing `npm test`, which would otherwise steer the child install.
- */
-function npm(cwd: string, args: readonly string[]): Promise<RunResult> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v === undefined || /^npm_/i.test(k) || k === 'NODE_OPTIONS') continue;
-    env[k] = v;
-  }
-  env.PATH = `${dirname(process.execPath)}${delimiter}${env.PATH ?? ''}`;
-  return new Promise((done, reject) => {
-    const child = spawn('npm', args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), STEP_TIMEOUT - 10_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
-}
-
-async function npmOk(cwd: string, args: readonly string[]): Promise<RunResult> {
-  const result = await npm(cwd, args);
-  assert.equal(result.code, 0, `npm ${args.join(' ')} failed in ${cwd}:\n${result.stderr}`);
-  return result;
-}
-
-const NETWORK = /E(AI_AGAIN|NOTFOUND|CONNREFUSED|CONNRESET|TIMEDOUT|NETUNREACH)|network/;
-
-interface LockPackage {
-  version?: string;
-  resolved?: string;
-  integrity?: string;
-  peerDependencies?: Record<string, string>;
-}
-type Lock = { packages: Record<string, LockPackage> };
-
-function readLock(dir: string): Lock {
-  return JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8')) as Lock;
-}
-
-/** Lockfile paths of every installed copy of `name`, with its version. */
-function copiesOf(lock: Lock, name: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const [path, entry] of Object.entries(lock.packages)) {
-    if (path === `node_modules/${name}` || path.endsWith(`/node_modules/${name}`)) {
-      out.set(path, entry.version ?? '?');
-    }
-  }
-  return out;
-}
-
-function writeJson(file: string, value: unknown): void {
-  writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
-}
 
 /** Counts what `--import @datalab/otel/register` loads into an idle process. */
 const COUNTER = `
@@ -200,13 +138,7 @@ describe('installing into an application', function () {
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), 'datalab-otel-install-'));
-    const packed = await npmOk(ROOT, ['pack', '--json', '--pack-destination', work, ROOT]);
-    const info = JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[];
-    const files = new Set(info[0].files.map((f) => f.path));
-    for (const needed of ['dist/register.mjs', 'dist/register.js', 'dist/src/index.js']) {
-      assert.ok(files.has(needed), `the package contains ${needed} (run npm run build first)`);
-    }
-    tarball = join(work, info[0].filename);
+    tarball = (await packedDistro()).tarball;
   });
 
   after(() => {
@@ -228,10 +160,7 @@ describe('installing into an application', function () {
       writeJson(join(dir, 'package.json'), { name: 'cloud-app', version: '1.0.0', private: true });
       const specs = Object.entries(APP_DEPENDENCIES).map(([n, v]) => `${n}@${v}`);
       const base = await npm(dir, ['install', '--save-exact', ...NPM_FLAGS, ...specs]);
-      if (base.code !== 0 && NETWORK.test(base.stderr) && process.env.CI !== 'true') {
-        // CI reaches the registry by contract: there the assertion below fails instead.
-        skipBecause(this, `the npm registry is unreachable: ${base.stderr.split('\n')[0]}`);
-      }
+      skipIfOffline(this, base);
       assert.equal(base.code, 0, base.stderr);
       // Then the usual caret ranges: the lock keeps what was installed, and a range is what lets
       // npm replace a locked version with a newer one for another package's sake.
@@ -357,10 +286,7 @@ describe('installing into an application', function () {
       mkdirSync(dir);
       writeJson(join(dir, 'package.json'), { name: 'plain-app', version: '1.0.0', private: true });
       const install = await npm(dir, ['install', ...NPM_FLAGS, tarball]);
-      if (install.code !== 0 && NETWORK.test(install.stderr) && process.env.CI !== 'true') {
-        // CI reaches the registry by contract: there the assertion below fails instead.
-        skipBecause(this, `the npm registry is unreachable: ${install.stderr.split('\n')[0]}`);
-      }
+      skipIfOffline(this, install);
       assert.equal(install.code, 0, install.stderr);
     });
 
@@ -378,44 +304,3 @@ describe('installing into an application', function () {
     });
   });
 });
-
-/** The test's own Node (the pinned one) with `args`, in `cwd`; returns stdout. */
-function nodeIn(
-  cwd: string,
-  args: readonly string[],
-  env: Record<string, string> = {},
-): Promise<string> {
-  return new Promise((done, reject) => {
-    const clean: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) {
-      if (v === undefined || k.startsWith('OTEL_') || k.startsWith('DATALAB_')) continue;
-      if (k === 'NODE_OPTIONS') continue;
-      clean[k] = v;
-    }
-    const child = spawn(process.execPath, args, {
-      cwd,
-      env: {
-        ...clean,
-        DATALAB_METRICS_HOST: '127.0.0.1',
-        DATALAB_TRACES_DIR: TEST_TRACES_DIR,
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) done(stdout);
-      else reject(new Error(`node ${args.join(' ')} exited ${code}:\n${stderr}`));
-    });
-  });
-}

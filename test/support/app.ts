@@ -124,15 +124,20 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
   );
 
   const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${options.fixture} did not start:\n${stderr.join('\n')}`)),
-      20_000,
-    );
+    // Polling stops once the start settles either way: a poll left running would keep the test
+    // run from ever exiting after a fixture that failed to start.
+    let settled = false;
+    const timer = setTimeout(() => {
+      settled = true;
+      reject(new Error(`${options.fixture} did not start:\n${stderr.join('\n')}`));
+    }, 20_000);
     const check = () => {
+      if (settled) return;
       for (const line of stdout) {
         if (!line.startsWith('{')) continue;
         const msg = JSON.parse(line) as { event?: string; port?: number };
         if (msg.event === 'listening' && typeof msg.port === 'number') {
+          settled = true;
           clearTimeout(timer);
           resolvePort(msg.port);
           return;
@@ -141,6 +146,7 @@ export async function startApp(options: StartOptions): Promise<AppProcess> {
       setTimeout(check, 20);
     };
     void exited.then(({ code, signal }) => {
+      settled = true;
       clearTimeout(timer);
       reject(new Error(`${options.fixture} exited (${code ?? signal}):\n${stderr.join('\n')}`));
     });
