@@ -18,20 +18,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import {
-  type Attributes,
-  type HrTime,
-  type Link,
-  type Span,
-  type SpanContext,
-  SpanStatusCode,
-  type TraceState,
-} from '@opentelemetry/api';
+import type { Attributes, HrTime, Link, SpanContext, TraceState } from '@opentelemetry/api';
 import type { ExportResult } from '@opentelemetry/core';
 import type { ScopeMetrics } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import type { OtlpProtocol } from './config';
 import { injectFault } from './faults';
+import { type AbandonedRequest, applyOutcome } from './metrics/outcome';
 
 /** A span exporter that remembers the batches it is sending: lost if the process ends now. */
 export interface TrackedSpanExporter extends SpanExporter {
@@ -228,24 +221,22 @@ export interface ExitSources {
 }
 
 /**
- * Ends the server spans of requests still open (answered with nothing: 500, as the metrics count
- * them), then writes and sends what is left. Synchronous; returns a failure to report, if any.
+ * Ends the server spans of requests still open with the status the metrics counted them with
+ * (500 for one answered with nothing), then writes and sends what is left. Synchronous; returns a
+ * failure to report, if any.
  */
 export function flushAtExit(
   sources: ExitSources,
-  abandonOpen: () => readonly Span[],
+  abandonOpen: () => readonly AbandonedRequest[],
   timeoutMs: number,
 ): string | undefined {
   const failures: string[] = [];
   try {
     injectFault('exit-flush');
-    for (const span of abandonOpen()) {
-      span.setAttribute('http.response.status_code', 500);
-      span.setAttribute('error.type', '500');
-      span.setStatus({
-        code: SpanStatusCode.ERROR,
-        message: 'no response before the process exited',
-      });
+    for (const { span, status } of abandonOpen()) {
+      // instrumentation-http may have ended it already (its own 'close' listener ran).
+      if (!span.isRecording()) continue;
+      applyOutcome(span, status, 'no response before the process exited');
       span.end();
     }
   } catch (err) {

@@ -22,7 +22,6 @@ import {
   ROOT_CONTEXT,
   type Span,
   SpanKind,
-  SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
 import { RPCType } from '@opentelemetry/core';
@@ -35,7 +34,9 @@ import { markRequestCorrelationId } from './correlation/http';
 import { CORRELATION_ATTRIBUTE } from './correlation/id';
 import { inboundContext } from './correlation/inbound';
 import { injectFault } from './faults';
-import { type HttpServerMetrics, trackRequestRoute } from './metrics/http';
+import { type HttpServerMetrics, responseStatus, trackRequestRoute } from './metrics/http';
+import { OpenList } from './metrics/open-list';
+import { type AbandonedRequest, applyOutcome, CLIENT_CLOSED_REQUEST } from './metrics/outcome';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 import { warnOnce } from './warnings';
 
@@ -46,8 +47,13 @@ interface Exchange {
   readonly startedAt: number;
   readonly method: string | undefined;
   readonly path: string | undefined;
-  readonly id: string;
+  readonly correlationId: string;
+  readonly traceId: string | undefined;
   readonly span: Span | undefined;
+  /** Whether the HTTP metrics counted it in (exchangeStarted). */
+  readonly counted: boolean;
+  /** The server closed or destroyed the stream (or its session) before it ended. */
+  closedHere: boolean;
   done: boolean;
 }
 
@@ -61,15 +67,24 @@ export interface Http2Options {
   readonly metrics: HttpServerMetrics;
   /** Whether server spans are made (spans leave the process and the http instrumentation is on). */
   readonly tracing: boolean;
+  /** Whether open streams are tracked for the exit flush (DATALAB_EXIT_FLUSH_TIMEOUT_MS > 0). */
+  readonly trackOpen?: boolean;
 }
 
-/** A stream closed before its response headers: the client gave up (499) or the server (500). */
-function statusOf(stream: TrackedStream): number {
+/**
+ * The status a closed stream is counted with: the one sent; for a stream closed before its
+ * response headers, 499 when the client closed it (its RST_STREAM, or its connection closing:
+ * Node closes the stream from nghttp2's callback), else 500, as for node:http (outcome.ts). Node
+ * sets `aborted` for both, so the server's own closes are recognised where they start: a
+ * `close()`/`destroy()` of a stream Node had not closed yet (patchStreamProto), which is also
+ * how a session timeout, `session.destroy()` and a server-side error reach the stream.
+ */
+function statusOf(stream: TrackedStream, exchange: Exchange): number {
   if (stream.headersSent) {
     const status = Number(stream.sentHeaders?.[':status'] ?? 200);
     return Number.isInteger(status) ? status : 200;
   }
-  return stream.aborted ? 499 : 500;
+  return stream.aborted && !exchange.closedHere ? CLIENT_CLOSED_REQUEST : 500;
 }
 
 function pathOnly(path: string | undefined): string | undefined {
@@ -79,12 +94,25 @@ function pathOnly(path: string | undefined): string | undefined {
 }
 
 export class Http2Instrumentation extends InstrumentationBase {
-  private readonly open = new Set<TrackedStream>();
+  private readonly open: OpenList<TrackedStream> | undefined;
   private readonly options: Http2Options;
+  private protoPatched = false;
+  /** The one 'close' listener of every stream. */
+  private readonly onStreamClose: (this: TrackedStream) => void;
 
   constructor(options: Http2Options) {
     super(`${DISTRO_NAME}/http2`, DISTRO_VERSION, {});
     this.options = options;
+    this.open = options.trackOpen === false ? undefined : new OpenList();
+    const self = this;
+    this.onStreamClose = function (this: TrackedStream) {
+      try {
+        const exchange = this[kExchange];
+        if (exchange !== undefined) self.finish(this, statusOf(this, exchange), true);
+      } catch (err) {
+        reportInternal(err);
+      }
+    };
   }
 
   protected init() {
@@ -102,14 +130,18 @@ export class Http2Instrumentation extends InstrumentationBase {
    * The process exits with these streams open (shutdown.ts): each is counted now, as a stream
    * the server never answered, and its server span is returned for the caller to end.
    */
-  abandonOpen(): Span[] {
-    const spans: Span[] = [];
-    for (const stream of [...this.open]) {
-      const span = stream[kExchange]?.span;
-      if (span !== undefined) spans.push(span);
-      this.finish(stream, 500, false);
+  abandonOpen(): AbandonedRequest[] {
+    const abandoned: AbandonedRequest[] = [];
+    if (this.open === undefined) return abandoned;
+    for (const stream of this.open.toArray()) {
+      const exchange = stream[kExchange];
+      if (exchange === undefined) continue;
+      // Headers already sent (a stream still being written): counted with their status.
+      const status = stream.headersSent ? statusOf(stream, exchange) : 500;
+      this.finish(stream, status, false);
+      if (exchange.span !== undefined) abandoned.push({ span: exchange.span, status });
     }
-    return spans;
+    return abandoned;
   }
 
   private patchModule(exports: typeof Http2): typeof Http2 {
@@ -172,11 +204,14 @@ export class Http2Instrumentation extends InstrumentationBase {
     } as typeof server.emit;
   }
 
-  /** The request's context, correlation ID and (when tracing) server span. */
+  /**
+   * The request's context, correlation ID and (when tracing) server span; `attributes` is
+   * computed by the caller only when tracing.
+   */
   private inbound(
     headers: Record<string, string | string[] | undefined>,
     method: string | undefined,
-    attributes: () => Attributes,
+    attributes: Attributes | undefined,
   ): { ctx: Context; id: string; span: Span | undefined } {
     if (!this.options.tracing) {
       const { ctx, id } = inboundContext({ headers } as never);
@@ -185,7 +220,7 @@ export class Http2Instrumentation extends InstrumentationBase {
     const parent = propagation.extract(ROOT_CONTEXT, headers);
     const span = this.tracer.startSpan(
       method ?? 'HTTP',
-      { kind: SpanKind.SERVER, attributes: attributes() },
+      { kind: SpanKind.SERVER, attributes },
       parent,
     );
     const id = inboundCorrelationId(parent) ?? span.spanContext().traceId;
@@ -198,20 +233,26 @@ export class Http2Instrumentation extends InstrumentationBase {
     const startedAt = performance.now();
     const method = headers[':method'];
     const rawPath = headers[':path'];
-    const { ctx, id, span } = this.inbound(headers, method, () =>
-      requestAttributes(stream, headers, scheme),
+    const { ctx, id, span } = this.inbound(
+      headers,
+      method,
+      this.options.tracing ? requestAttributes(stream, headers, scheme) : undefined,
     );
-    stream[kExchange] = { startedAt, method, path: pathOnly(rawPath), id, span, done: false };
-    this.patchRespond(stream);
-    this.open.add(stream);
-    this.options.metrics.exchangeStarted();
-    stream.once('close', () => {
-      try {
-        this.finish(stream, statusOf(stream), true);
-      } catch (err) {
-        reportInternal(err);
-      }
-    });
+    if (!this.protoPatched) this.patchStreamProto(stream);
+    stream[kExchange] = {
+      startedAt,
+      method,
+      path: pathOnly(rawPath),
+      correlationId: id,
+      traceId: span?.spanContext().traceId,
+      span,
+      counted: this.options.metrics.exchangeStarted(),
+      closedHere: false,
+      done: false,
+    };
+    this.open?.add(stream);
+    // 'close' is emitted once per stream.
+    stream.on('close', this.onStreamClose);
     return ctx;
   }
 
@@ -221,8 +262,10 @@ export class Http2Instrumentation extends InstrumentationBase {
    * node:http and node:https servers. The context, the correlation ID and the span come from here.
    */
   private beginHttp1(request: IncomingMessage, response: ServerResponse, scheme: string) {
-    const { ctx, id, span } = this.inbound(request.headers, request.method, () =>
-      http1Attributes(request, scheme),
+    const { ctx, id, span } = this.inbound(
+      request.headers,
+      request.method,
+      this.options.tracing ? http1Attributes(request, scheme) : undefined,
     );
     markRequestCorrelationId(request, id);
     if (span !== undefined) {
@@ -234,13 +277,10 @@ export class Http2Instrumentation extends InstrumentationBase {
         `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`,
       );
       response.once('close', () => {
+        // At exit (abandonOpen) the exit flush has ended it already.
+        if (!span.isRecording()) return;
         // The status the HTTP metrics count for this response (metrics/http.ts, finish).
-        const status = response.headersSent ? response.statusCode : 500;
-        span.setAttribute('http.response.status_code', status);
-        if (status >= 500) {
-          span.setAttribute('error.type', String(status));
-          span.setStatus({ code: SpanStatusCode.ERROR });
-        }
+        applyOutcome(span, responseStatus(response));
         span.end();
       });
     }
@@ -252,32 +292,34 @@ export class Http2Instrumentation extends InstrumentationBase {
     const exchange = stream[kExchange];
     if (exchange === undefined || exchange.done) return;
     exchange.done = true;
-    this.open.delete(stream);
-    const seconds = (performance.now() - exchange.startedAt) / 1000;
-    this.options.metrics.exchangeFinished({
-      method: exchange.method,
-      path: exchange.path,
-      status,
-      seconds,
-      traceId: exchange.span?.spanContext().traceId,
-      correlationId: exchange.id,
-    });
+    this.open?.delete(stream);
+    if (exchange.counted) {
+      const seconds = (performance.now() - exchange.startedAt) / 1000;
+      this.options.metrics.exchangeFinished(
+        exchange.method,
+        exchange.path,
+        status,
+        seconds,
+        exchange,
+      );
+    }
     const span = exchange.span;
     // At exit (abandonOpen) the caller ends the span.
     if (span === undefined || !closed) return;
-    span.setAttribute('http.response.status_code', status);
-    if (status >= 500) {
-      span.setAttribute('error.type', String(status));
-      span.setStatus({ code: SpanStatusCode.ERROR });
-    }
+    applyOutcome(span, status);
     span.end();
   }
 
   /**
-   * respond/respondWithFD/respondWithFile of ServerHttp2Stream, patched once: the correlation ID
-   * and `traceresponse` go into the response headers unless the handler set them.
+   * ServerHttp2Stream's prototype, patched once, on the first stream:
+   * - respond/respondWithFD/respondWithFile: the correlation ID and `traceresponse` go into the
+   *   response headers unless the handler set them;
+   * - close/destroy: called on a stream Node has not closed yet, the server is closing it (the
+   *   application, a session timeout or `session.destroy()`); when the client's RST_STREAM or its
+   *   connection closes a stream, Node marks it closed first (statusOf).
    */
-  private patchRespond(stream: TrackedStream): void {
+  private patchStreamProto(stream: TrackedStream): void {
+    this.protoPatched = true;
     const proto = Object.getPrototypeOf(stream) as Record<string | symbol, unknown>;
     if (proto[kWrapped]) return;
     proto[kWrapped] = true;
@@ -289,18 +331,30 @@ export class Http2Instrumentation extends InstrumentationBase {
     ] as const) {
       const original = proto[name] as Respond | undefined;
       if (typeof original !== 'function') continue;
-      proto[name] = function (this: TrackedStream) {
-        // biome-ignore lint/complexity/noArguments: the arguments pass through untouched
-        const args = Array.prototype.slice.call(arguments);
+      // Fixed parameters, not a copy of `arguments`: each of these takes at most three.
+      proto[name] = function (this: TrackedStream, a: unknown, b: unknown, c: unknown) {
         const exchange = this[kExchange];
         if (exchange !== undefined) {
           try {
-            args[at] = withCorrelationHeaders(args[at], header, exchange);
+            if (at === 0) a = withCorrelationHeaders(a, header, exchange);
+            else b = withCorrelationHeaders(b, header, exchange);
           } catch (err) {
             reportInternal(err);
           }
         }
-        return original.apply(this, args);
+        return original.call(this, a, b, c);
+      };
+    }
+    for (const name of ['close', 'destroy'] as const) {
+      const original = (proto[name] ?? (stream as unknown as Record<string, unknown>)[name]) as
+        | Respond
+        | undefined;
+      if (typeof original !== 'function') continue;
+      proto[name] = function (this: TrackedStream) {
+        const exchange = this[kExchange];
+        if (exchange !== undefined && !this.closed) exchange.closedHere = true;
+        // biome-ignore lint/complexity/noArguments: the arguments pass through untouched
+        return original.apply(this, arguments as unknown as unknown[]);
       };
     }
   }
@@ -311,9 +365,13 @@ function withCorrelationHeaders(
   header: string,
   exchange: Exchange,
 ): Http2.OutgoingHttpHeaders {
-  const out = { ...((headers ?? {}) as Http2.OutgoingHttpHeaders) };
-  if (out[header] === undefined) out[header] = exchange.id;
-  if (exchange.span !== undefined && out.traceresponse === undefined) {
+  const given = headers as Http2.OutgoingHttpHeaders | null | undefined;
+  const addTrace = exchange.span !== undefined && given?.traceresponse === undefined;
+  if (given?.[header] !== undefined && !addTrace) return given;
+  // A copy: an application may pass the same headers object to every response.
+  const out = { ...given };
+  if (out[header] === undefined) out[header] = exchange.correlationId;
+  if (exchange.span !== undefined && addTrace) {
     const sc = exchange.span.spanContext();
     out.traceresponse = `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`;
   }

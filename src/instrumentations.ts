@@ -3,7 +3,7 @@
  * auto-instrumentations-node costs ~0.5 s of start-up for ~40 packages when six are used.
  */
 import { IncomingMessage, ServerResponse } from 'node:http';
-import { context, type Span, SpanStatusCode } from '@opentelemetry/api';
+import { context, type Span } from '@opentelemetry/api';
 import { getRPCMetadata } from '@opentelemetry/core';
 import {
   type Instrumentation,
@@ -18,6 +18,7 @@ import { sanitizeSql } from './db/sql';
 import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
 import { expressEndpoint, responseStatus, trackRequestRoute } from './metrics/http';
+import { applyOutcome } from './metrics/outcome';
 import { DISTRO_VERSION } from './version';
 import { warn, warnOnce } from './warnings';
 
@@ -256,11 +257,7 @@ function incomingRequestHook(span: Span, request: unknown): void {
 function unansweredOutcome(span: Span, _request: unknown, response: unknown): void {
   try {
     if (!(response instanceof ServerResponse) || response.headersSent) return;
-    const status = responseStatus(response);
-    span.setAttribute('http.response.status_code', status);
-    if (status < 500) return;
-    span.setAttribute('error.type', String(status));
-    span.setStatus({ code: SpanStatusCode.ERROR });
+    applyOutcome(span, responseStatus(response));
   } catch (err) {
     warnOnce(
       'DLOTEL_INTERNAL_ERROR',

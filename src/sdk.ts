@@ -316,6 +316,7 @@ export function startTelemetry(config: Config): Telemetry {
     maxEndpoints: config.metrics.maxEndpoints,
     isOwnServer,
     accessLog: config.logging.accessLog ? createAccessLog(config) : undefined,
+    trackOpen: config.exitFlushTimeoutMs > 0,
   });
   httpMetrics.enable();
   createProcessMetrics(meter, config.serviceName);
@@ -337,6 +338,7 @@ export function startTelemetry(config: Config): Telemetry {
     header: config.correlation.header,
     metrics: httpMetrics,
     tracing: tracing && config.instrumentations.includes('http'),
+    trackOpen: config.exitFlushTimeoutMs > 0,
   });
   registerInstrumentations({
     instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients, http2],

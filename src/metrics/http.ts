@@ -7,10 +7,12 @@
  * Hot-path budget per request: two clock reads, two listeners, three map lookups, one counter
  * increment and one histogram record (a bucket search). The counter and the histogram are the
  * distro's own (instruments.ts) and the in-flight gauge is a number read at collection time, so
- * a request costs no SDK call. With tracing on, one more property write: the span's route.
+ * a request costs no SDK call. With tracing on, one more property write: the span's route. With
+ * the exit flush on (DATALAB_EXIT_FLUSH_TIMEOUT_MS > 0), a few property writes link the response
+ * into the list of open requests and out again (open-list.ts).
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Attributes, Meter, Span } from '@opentelemetry/api';
 import type { RPCMetadata } from '@opentelemetry/core';
@@ -20,7 +22,8 @@ import type { AccessRecord } from '../logging/access-log';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath, OVERFLOW_ENDPOINT } from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
-import { unansweredStatus } from './outcome';
+import { OpenList } from './open-list';
+import { type AbandonedRequest, unansweredStatus } from './outcome';
 import { countUpgrades } from './upgrade';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
@@ -68,6 +71,17 @@ export interface HttpMetricsOptions {
   readonly isOwnServer: (server: Server) => boolean;
   /** DATALAB_ACCESS_LOG: called once per completed request. */
   readonly accessLog?: (record: AccessRecord) => void;
+  /**
+   * Whether open requests are tracked for the exit flush (DATALAB_EXIT_FLUSH_TIMEOUT_MS > 0);
+   * without it a request costs no list insertion and removal. Default true.
+   */
+  readonly trackOpen?: boolean;
+}
+
+/** What the access log says of a request of another transport (node:http2). */
+interface ExchangeIds {
+  readonly traceId?: string;
+  readonly correlationId?: string;
 }
 
 /**
@@ -91,13 +105,14 @@ export class HttpServerMetrics {
   private readonly onRequestClose: (this: IncomingMessage) => void;
   private subscribed = false;
   /** Responses not closed yet: what is still open when the process exits (abandonOpen). */
-  private readonly open = new Set<TrackedResponse>();
+  private readonly open: OpenList<TrackedResponse> | undefined;
 
   constructor(
     meter: Meter,
     private readonly options: HttpMetricsOptions,
   ) {
     this.serviceAttributes = Object.freeze({ service: options.service });
+    this.open = options.trackOpen === false ? undefined : new OpenList();
     this.endpoints = new EndpointRegistry(options.maxEndpoints, (endpoint) =>
       warnOnce(
         'DLOTEL_ENDPOINT_OVERFLOW',
@@ -162,7 +177,7 @@ export class HttpServerMetrics {
     (response as TrackedResponse)[kStart] = performance.now();
     (request as TrackedRequest)[kResponse] = response;
     this.inFlight++;
-    this.open.add(response as TrackedResponse);
+    this.open?.add(response as TrackedResponse);
     // 'close' fires once for every response: after 'finish', or when the socket dies first.
     response.on('close', this.onResponseClose);
     request.on('close', this.onRequestClose);
@@ -187,18 +202,21 @@ export class HttpServerMetrics {
       : this.endpoints.admit(route, true);
   }
 
-  private finish(response: TrackedResponse): void {
+  /** Counts a closed response once; returns the status it was counted with. */
+  private finish(response: TrackedResponse): number | undefined {
     injectFault('http-metrics-finish');
     const startedAt = response[kStart];
-    if (startedAt === undefined) return;
+    if (startedAt === undefined) return undefined;
     response[kStart] = undefined;
     this.inFlight--;
-    this.open.delete(response);
+    this.open?.delete(response);
     (response.req as TrackedRequest)[kResponse] = undefined;
     const seconds = (performance.now() - startedAt) / 1000;
 
     const request = response.req as TrackedRequest;
-    this.record(request, this.endpointOf(request), responseStatus(response), seconds);
+    const status = responseStatus(response);
+    this.record(request.method, this.endpointOf(request), status, seconds, request);
+    return status;
   }
 
   /**
@@ -209,18 +227,29 @@ export class HttpServerMetrics {
   countUpgrade(request: IncomingMessage, status: number, seconds: number): void {
     try {
       this.record(
-        request as TrackedRequest,
+        request.method,
         this.endpoints.admit(normalizePath(request.url)),
         status,
         seconds,
+        request as TrackedRequest,
       );
     } catch (err) {
       reportInternal(err);
     }
   }
 
-  private record(request: TrackedRequest, endpoint: string, status: number, seconds: number): void {
-    const method = normalizeMethod(request.method);
+  /**
+   * The one place a request is counted (and access-logged), whatever its transport: `source` is
+   * the node:http request, or the IDs of a node:http2 exchange, read only for the access log.
+   */
+  private record(
+    rawMethod: string | undefined,
+    endpoint: string,
+    status: number,
+    seconds: number,
+    source: TrackedRequest | ExchangeIds,
+  ): void {
+    const method = normalizeMethod(rawMethod);
 
     // Nested maps keyed by values the request already holds: no key string built per request.
     let byMethod = this.series.get(endpoint);
@@ -250,89 +279,67 @@ export class HttpServerMetrics {
     series.durations.record(seconds);
 
     if (this.options.accessLog) {
+      const request = source instanceof IncomingMessage ? (source as TrackedRequest) : undefined;
       this.options.accessLog({
         method,
         endpoint,
         status: counter.attributes.status as string,
         durationSeconds: seconds,
-        traceId: request[kRpc]?.span?.spanContext().traceId,
-        correlationId: requestCorrelationId(request),
+        traceId:
+          request === undefined
+            ? (source as ExchangeIds).traceId
+            : request[kRpc]?.span?.spanContext().traceId,
+        correlationId:
+          request === undefined
+            ? (source as ExchangeIds).correlationId
+            : requestCorrelationId(request),
       });
     }
   }
   /**
-   * The process is exiting with these responses still open (shutdown.ts): each is counted now,
-   * as a response that never sent its headers is, and its server span (when traced) is returned
-   * for the caller to end the same way, since no 'close' will ever come.
+   * The process is exiting with these responses still open (shutdown.ts): each is counted now
+   * (one that never sent its headers as unanswered, 500) and its server span, when traced, is
+   * returned with that status for the caller to end the same way, since no 'close' will come.
    */
-  abandonOpen(): Span[] {
-    const spans: Span[] = [];
-    for (const response of [...this.open]) {
-      const span = (response.req as TrackedRequest)[kRpc]?.span;
-      if (span !== undefined) spans.push(span);
+  abandonOpen(): AbandonedRequest[] {
+    const abandoned: AbandonedRequest[] = [];
+    if (this.open === undefined) return abandoned;
+    for (const response of this.open.toArray()) {
       try {
-        this.finish(response);
+        const span = (response.req as TrackedRequest)[kRpc]?.span;
+        const status = this.finish(response);
+        if (span !== undefined && status !== undefined) abandoned.push({ span, status });
       } catch (err) {
         reportInternal(err);
       }
     }
-    return spans;
+    return abandoned;
   }
 
-  /** A request of another transport (node:http2, see http2.ts) enters. */
-  exchangeStarted(): void {
+  /**
+   * A request of another transport (node:http2, see http2.ts) enters. Like node:http requests
+   * after disable(), one that enters then is not counted: false, and the caller does not call
+   * exchangeFinished for it.
+   */
+  exchangeStarted(): boolean {
+    if (!this.subscribed) return false;
     this.inFlight++;
+    return true;
   }
 
   /**
    * …and completes: counted in the same series, under the same endpoint rules, as a node:http
    * request (no route template: no framework routes node:http2 requests).
    */
-  exchangeFinished(exchange: {
-    readonly method: string | undefined;
-    readonly path: string | undefined;
-    readonly status: number;
-    readonly seconds: number;
-    readonly traceId?: string;
-    readonly correlationId?: string;
-  }): void {
+  exchangeFinished(
+    method: string | undefined,
+    path: string | undefined,
+    status: number,
+    seconds: number,
+    ids: ExchangeIds,
+  ): void {
     this.inFlight--;
-    const endpoint = this.endpoints.admit(normalizePath(exchange.path));
-    const method = normalizeMethod(exchange.method);
-    const { status, seconds } = exchange;
-    let byMethod = this.series.get(endpoint);
-    if (byMethod === undefined) {
-      byMethod = new Map();
-      this.series.set(endpoint, byMethod);
-    }
-    let series = byMethod.get(method);
-    if (series === undefined) {
-      const service = this.options.service;
-      series = {
-        durations: this.options.durations.createSeries(
-          Object.freeze({ method, endpoint, service }),
-        ),
-        byStatus: new Map(),
-      };
-      byMethod.set(method, series);
-    }
-    let counter = series.byStatus.get(status);
-    if (counter === undefined) {
-      counter = this.options.requests.createSeries(
-        Object.freeze({ method, endpoint, status: String(status), service: this.options.service }),
-      );
-      series.byStatus.set(status, counter);
-    }
-    counter.count++;
-    series.durations.record(seconds);
-    this.options.accessLog?.({
-      method,
-      endpoint,
-      status: counter.attributes.status as string,
-      durationSeconds: seconds,
-      traceId: exchange.traceId,
-      correlationId: exchange.correlationId,
-    });
+    this.record(method, this.endpoints.admit(normalizePath(path)), status, seconds, ids);
   }
 }
 

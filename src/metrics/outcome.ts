@@ -1,5 +1,6 @@
 /** How a request that got no answer ended: shared by the HTTP metrics, the spans and upgrades. */
 import type { Duplex } from 'node:stream';
+import { type Span, SpanStatusCode } from '@opentelemetry/api';
 
 /** nginx's "client closed request": the client went away before the response was sent. */
 export const CLIENT_CLOSED_REQUEST = 499;
@@ -17,4 +18,26 @@ export function unansweredStatus(socket: Duplex | null | undefined): number {
   const code = (socket.errored as NodeJS.ErrnoException | null)?.code;
   if (code === 'ECONNRESET' || code === 'EPIPE') return CLIENT_CLOSED_REQUEST;
   return code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 500;
+}
+
+/**
+ * Makes a server span say what the metrics counted: its status code, and ERROR with
+ * `error.type` only for a 5xx (a 499 or another 4xx is not a server error). Every path that ends
+ * a server span with a counted status (node:http, node:http2, allowHTTP1, exit) goes through here.
+ */
+export function applyOutcome(span: Span, status: number, message?: string): void {
+  span.setAttribute('http.response.status_code', status);
+  if (status < 500) return;
+  span.setAttribute('error.type', String(status));
+  span.setStatus(
+    message === undefined
+      ? { code: SpanStatusCode.ERROR }
+      : { code: SpanStatusCode.ERROR, message },
+  );
+}
+
+/** A request still open at exit, as abandonOpen reports it: the status it was counted with. */
+export interface AbandonedRequest {
+  readonly span: Span;
+  readonly status: number;
 }

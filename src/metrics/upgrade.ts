@@ -5,8 +5,8 @@
  * refusal such as `401`. So neither the request diagnostics channel nor a response's close ever
  * sees them.
  *
- * The 'upgrade' listeners are wrapped when they are added (`server.on('upgrade', …)`), which
- * costs ordinary requests nothing. On an upgrade, the socket's first `write`/`end` is read for
+ * The 'upgrade' listeners are wrapped when they are added (`server.on('upgrade', …)`, `once`
+ * included), which costs ordinary requests nothing. On an upgrade, the socket's first `write`/`end` is read for
  * its status line, once; a socket that closes first is 499 (the client went away) or 500.
  */
 import http, { type IncomingMessage, type Server } from 'node:http';
@@ -20,7 +20,10 @@ export type UpgradeRecorder = (request: IncomingMessage, status: number, seconds
 
 type Listener = (...args: unknown[]) => unknown;
 type AddListener = (this: Server, event: string | symbol, listener: Listener) => Server;
-type Patchable = Record<'on' | 'addListener' | 'prependListener', AddListener>;
+type Patchable = Record<
+  'on' | 'addListener' | 'prependListener' | 'once' | 'prependOnceListener',
+  AddListener
+>;
 
 const kCounted = Symbol('datalab.otel.upgradeCounted');
 const kPatched = Symbol('datalab.otel.upgradePatched');
@@ -43,10 +46,12 @@ export function countUpgrades(
 function patch(proto: Patchable & { [kPatched]?: true }): void {
   if (proto[kPatched]) return;
   proto[kPatched] = true;
+  const plain = { on: proto.on, prependListener: proto.prependListener };
   for (const name of ['on', 'addListener', 'prependListener'] as const) {
     const original = proto[name];
     proto[name] = function (this: Server, event: string | symbol, listener: Listener) {
-      // A `once` wrapper removes itself by identity: left alone.
+      // A `once` wrapper (EventEmitter's own, from a `once` made before the patch) removes itself
+      // by identity: left alone.
       if (
         event === 'upgrade' &&
         typeof listener === 'function' &&
@@ -56,6 +61,33 @@ function patch(proto: Patchable & { [kPatched]?: true }): void {
       }
       // biome-ignore lint/complexity/noArguments: forwards whatever the caller passed
       return original.apply(this, arguments as unknown as [string | symbol, Listener]);
+    };
+  }
+  // `once('upgrade', …)`: one wrapper that counts, removes itself before it calls the
+  // application's listener (as EventEmitter's own does), and that removeListener and
+  // listeners('upgrade') see as the application's function.
+  for (const [name, add] of [
+    ['once', plain.on],
+    ['prependOnceListener', plain.prependListener],
+  ] as const) {
+    const original = proto[name];
+    proto[name] = function (this: Server, event: string | symbol, listener: Listener) {
+      if (event !== 'upgrade' || typeof listener !== 'function') {
+        // biome-ignore lint/complexity/noArguments: forwards whatever the caller passed
+        return original.apply(this, arguments as unknown as [string | symbol, Listener]);
+      }
+      const count = counted(listener);
+      let fired = false;
+      const once = function (this: Server) {
+        this.removeListener(event, once);
+        if (fired) return undefined;
+        fired = true;
+        // biome-ignore lint/complexity/noArguments: forwards whatever Node passed
+        return count.apply(this, arguments as unknown as unknown[]);
+      };
+      (once as { listener?: Listener }).listener = listener;
+      // The unpatched on/prependListener: `once` is already counting.
+      return add.call(this, event, once);
     };
   }
 }

@@ -12,6 +12,7 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { type AppProcess, startApp } from '../support/app';
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 import { skipBecause } from '../support/skip';
@@ -276,6 +277,83 @@ describe('node:http2 servers', function () {
     const total = counts(await app.scrapeText());
     assert.equal(total.get('GET /slow 499'), 1, JSON.stringify(Object.fromEntries(total)));
     assert.equal(total.get('GET /slow 500'), undefined);
+  });
+
+  it('a stream the server destroys or closes before the answer is counted 500, its span ERROR', async () => {
+    app = await startApp({
+      fixture: 'http2-app.mjs',
+      env: {
+        ...NO_DEPENDENCIES,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      },
+    });
+    const { streamPort } = JSON.parse(
+      app.stdout.find((l) => l.includes('"listening"')) as string,
+    ) as { streamPort: number };
+    const session = http2.connect(`http://127.0.0.1:${streamPort}`);
+    try {
+      await Promise.all(
+        ['/destroy', '/close'].map(
+          (path) =>
+            new Promise<void>((resolve) => {
+              const req = session.request({ ':path': path });
+              req.on('error', () => resolve());
+              req.on('close', () => resolve());
+              req.resume();
+              req.end();
+            }),
+        ),
+      );
+    } finally {
+      session.close();
+    }
+    const total = counts(await app.scrapeText());
+    const all = JSON.stringify(Object.fromEntries(total));
+    assert.equal(total.get('GET /destroy 500'), 1, all);
+    assert.equal(total.get('GET /close 500'), 1, all);
+    assert.equal(total.get('GET /destroy 499'), undefined, all);
+    await receiver.waitFor(
+      () => receiver.spans.filter((s) => s.kind === SERVER).length >= 2,
+      10_000,
+      'server spans',
+    );
+    for (const span of receiver.spans.filter((s) => s.kind === SERVER)) {
+      assert.equal(span.attributes['http.response.status_code'], 500);
+      assert.equal(span.status?.code, ERROR);
+    }
+  });
+
+  it('TLS with allowHTTP1: an HTTP/1.1 client that gives up is 499 in the metrics and on the span', async function () {
+    const tls = selfSigned(this);
+    app = await startApp({
+      fixture: 'http2-app.mjs',
+      env: {
+        ...NO_DEPENDENCIES,
+        ...tls,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      },
+    });
+    const port = Number(new URL(app.url('/')).port);
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('secureConnect', r));
+    socket.write('GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 200));
+    socket.end();
+    await new Promise((r) => setTimeout(r, 300));
+    socket.destroy();
+    const total = counts(await app.scrapeText());
+    const all = JSON.stringify(Object.fromEntries(total));
+    assert.equal(total.get('GET /slow 499'), 1, all);
+    assert.equal(total.get('GET /slow 500'), undefined, all);
+    await receiver.waitFor(() => receiver.spans.some((s) => s.kind === SERVER), 10_000, 'span');
+    const span = receiver.spans.find((s) => s.kind === SERVER);
+    assert.equal(span?.attributes['network.protocol.version'], '1.1');
+    assert.equal(span?.attributes['http.response.status_code'], 499);
+    assert.notEqual(span?.status?.code, ERROR);
+    assert.equal(span?.attributes['error.type'], undefined);
   });
 
   it('a fault in the HTTP/2 hook: every request answered, one DLOTEL_INTERNAL_ERROR', async () => {

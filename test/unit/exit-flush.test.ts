@@ -13,7 +13,7 @@ import {
   SimpleSpanProcessor,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
-import { fromWire, takeQueued, toWire, trackInFlight } from '../../src/exit-flush';
+import { flushAtExit, fromWire, takeQueued, toWire, trackInFlight } from '../../src/exit-flush';
 import { FileSpanExporter } from '../../src/traces/file-exporter';
 
 const decode = (bytes: Uint8Array | undefined) => JSON.parse(new TextDecoder().decode(bytes));
@@ -115,5 +115,44 @@ describe('exit flush', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('exit flush: requests still open', () => {
+  it('each span ends with the status its request was counted with; spans already ended are left alone', () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new TracerProvider({
+      spanProcessors: [new SimpleSpanProcessor({ exporter })],
+    });
+    const tracer = provider.getTracer('t');
+    const unanswered = tracer.startSpan('GET', { kind: SpanKind.SERVER });
+    const streaming = tracer.startSpan('GET', { kind: SpanKind.SERVER });
+    const ended = tracer.startSpan('GET', { kind: SpanKind.SERVER });
+    ended.setAttribute('http.response.status_code', 200);
+    ended.end();
+    const failure = flushAtExit(
+      {
+        spanQueues: [],
+        resource: { attributes: {} },
+        protocol: { traces: 'http/protobuf', metrics: 'http/protobuf' },
+      },
+      () => [
+        { span: unanswered, status: 500 },
+        { span: streaming, status: 200 },
+        { span: ended, status: 500 },
+      ],
+      100,
+    );
+    assert.equal(failure, undefined);
+    const [done, first, second] = exporter.getFinishedSpans();
+    assert.equal(done?.attributes['http.response.status_code'], 200);
+    assert.equal(done?.status.code, SpanStatusCode.UNSET, 'an ended span is not changed');
+    assert.equal(first?.attributes['http.response.status_code'], 500);
+    assert.equal(first?.attributes['error.type'], '500');
+    assert.equal(first?.status.code, SpanStatusCode.ERROR);
+    assert.equal(second?.attributes['http.response.status_code'], 200);
+    assert.equal(second?.attributes['error.type'], undefined);
+    assert.equal(second?.status.code, SpanStatusCode.UNSET);
+    assert.equal(exporter.getFinishedSpans().length, 3);
   });
 });

@@ -46,6 +46,30 @@ describe('upgrade listeners stay the application’s own', () => {
     socket.destroy();
   });
 
+  it('an upgrade handled by a once() listener is counted', () => {
+    seen.length = 0;
+    const server = createServer();
+    const socket = new PassThrough();
+    server.once('upgrade', (_req, s: PassThrough) =>
+      s.write('HTTP/1.1 101 Switching Protocols\r\n\r\n'),
+    );
+    server.emit('upgrade', { url: '/once', method: 'GET' }, socket, Buffer.alloc(0));
+    assert.deepEqual(seen, [['/once', 101]]);
+    assert.equal(server.listenerCount('upgrade'), 0, 'the once listener removed itself');
+    socket.destroy();
+  });
+
+  it('once()/prependOnceListener() listeners: listeners() and removeListener see the function', () => {
+    const server = createServer();
+    const listener = () => {};
+    server.once('upgrade', listener);
+    server.prependOnceListener('upgrade', listener);
+    assert.deepEqual(server.listeners('upgrade'), [listener, listener]);
+    server.removeListener('upgrade', listener);
+    server.removeListener('upgrade', listener);
+    assert.equal(server.listenerCount('upgrade'), 0);
+  });
+
   it('other events are untouched', () => {
     const server = createServer();
     const listener = () => {};
