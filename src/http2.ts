@@ -36,7 +36,12 @@ import { inboundContext } from './correlation/inbound';
 import { injectFault } from './faults';
 import { type HttpServerMetrics, responseStatus, trackRequestRoute } from './metrics/http';
 import { OpenList } from './metrics/open-list';
-import { type AbandonedRequest, applyOutcome, CLIENT_CLOSED_REQUEST } from './metrics/outcome';
+import {
+  type AbandonedRequest,
+  applyOutcome,
+  CLIENT_CLOSED_REQUEST,
+  unansweredStatus,
+} from './metrics/outcome';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 import { warnOnce } from './warnings';
 
@@ -77,7 +82,8 @@ export interface Http2Options {
  * Node closes the stream from nghttp2's callback), else 500, as for node:http (outcome.ts). Node
  * sets `aborted` for both, so the server's own closes are recognised where they start: a
  * `close()`/`destroy()` of a stream Node had not closed yet (patchStreamProto), which is also
- * how a session timeout, `session.destroy()` and a server-side error reach the stream.
+ * how a session timeout, `session.destroy()` and a server-side error reach the stream, unless
+ * the session's socket shows the client closing it (then the session destroys its streams).
  */
 function statusOf(stream: TrackedStream, exchange: Exchange): number {
   if (stream.headersSent) {
@@ -85,6 +91,20 @@ function statusOf(stream: TrackedStream, exchange: Exchange): number {
     return Number.isInteger(status) ? status : 200;
   }
   return stream.aborted && !exchange.closedHere ? CLIENT_CLOSED_REQUEST : 500;
+}
+
+/**
+ * Whether the client closed the connection a stream's session runs on: its FIN or reset, which
+ * make the session destroy its streams, as the server's own `session.destroy()` would.
+ */
+function peerClosed(stream: TrackedStream): boolean {
+  try {
+    const socket = stream.session?.socket;
+    return socket !== undefined && unansweredStatus(socket) === CLIENT_CLOSED_REQUEST;
+  } catch {
+    // ERR_HTTP2_SOCKET_UNBOUND: the session let go of its socket; nothing says the client did.
+    return false;
+  }
 }
 
 function pathOnly(path: string | undefined): string | undefined {
@@ -352,7 +372,7 @@ export class Http2Instrumentation extends InstrumentationBase {
       if (typeof original !== 'function') continue;
       proto[name] = function (this: TrackedStream) {
         const exchange = this[kExchange];
-        if (exchange !== undefined && !this.closed) exchange.closedHere = true;
+        if (exchange !== undefined && !this.closed) exchange.closedHere = !peerClosed(this);
         // biome-ignore lint/complexity/noArguments: the arguments pass through untouched
         return original.apply(this, arguments as unknown as unknown[]);
       };

@@ -279,6 +279,23 @@ describe('node:http2 servers', function () {
     assert.equal(total.get('GET /slow 500'), undefined);
   });
 
+  it('a stream whose client closes the connection before the answer is counted 499', async () => {
+    app = await startApp({ fixture: 'http2-app.mjs', env: NO_DEPENDENCIES });
+    const { streamPort } = JSON.parse(
+      app.stdout.find((l) => l.includes('"listening"')) as string,
+    ) as { streamPort: number };
+    const session = http2.connect(`http://127.0.0.1:${streamPort}`);
+    session.on('error', () => {});
+    const req = session.request({ ':path': '/slow' });
+    req.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 200));
+    session.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    const total = counts(await app.scrapeText());
+    assert.equal(total.get('GET /slow 499'), 1, JSON.stringify(Object.fromEntries(total)));
+    assert.equal(total.get('GET /slow 500'), undefined);
+  });
+
   it('a stream the server destroys or closes before the answer is counted 500, its span ERROR', async () => {
     app = await startApp({
       fixture: 'http2-app.mjs',
