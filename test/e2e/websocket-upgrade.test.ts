@@ -79,4 +79,25 @@ describe('WebSocket upgrades are counted', function () {
       assert.deepEqual(app.warnings(), []);
     });
   }
+
+  it('an upgrade answered by a once() listener is counted', async () => {
+    app = await startApp({ fixture: 'upgrade-app.mjs', env: { OTEL_TRACES_EXPORTER: 'none' } });
+    assert.equal(await request(app.url('/arm-once')), 200);
+    assert.equal(await handshake(app.port, '/once'), 403);
+    const deadline = Date.now() + 5000;
+    let counters = samplesNamed(await app.scrape(), 'http_requests_total');
+    while (sumOf(counters) < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      counters = samplesNamed(await app.scrape(), 'http_requests_total');
+    }
+    assert.deepEqual(
+      Object.fromEntries(
+        counters.map((s) => [
+          `${s.labels.method} ${s.labels.endpoint} ${s.labels.status}`,
+          s.value,
+        ]),
+      ),
+      { 'GET /arm-once 200': 1, 'GET /once 403': 1 },
+    );
+  });
 });
