@@ -8,10 +8,12 @@
  * - the port is bound when the process starts listening on a port of its own (or, as a
  *   `cluster` primary, forks its first worker); a process that listens on nothing (a queue
  *   worker, a job) binds it DATALAB_MANAGEMENT_IDLE_BIND_MS after start, unless a child process
- *   it started is still running: a launcher (nest start, nodemon, an npm script wrapper) that
- *   only spawns the real application never takes the port;
- * - a process that finds the port held by an ancestor that serves nothing (a launcher that bound
- *   it before spawning the application) asks that ancestor to hand it over;
+ *   it started that may load the preload is still running (for a bounded time): a launcher
+ *   (nest start, nodemon, an npm script wrapper) that only spawns the real application never
+ *   takes the port;
+ * - a process that serves HTTP and finds the port held by an ancestor that serves nothing (a
+ *   launcher that bound it before spawning the application) asks that ancestor, with the secret
+ *   the ancestor put in its environment, to hand it over until it exits;
  * - when the application itself listens on the port, the distro gives it up (one warning);
  * - a port taken at start-up is retried in the background until it frees (one warning).
  */

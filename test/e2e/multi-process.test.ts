@@ -333,6 +333,34 @@ describe('multi-process services and the management port', function () {
       });
     }
 
+    it('a launcher that handed the port over answers again once the application exits', async () => {
+      app = await startApp({
+        fixture: 'launcher.cjs',
+        preload: 'node-options',
+        env: {
+          LAUNCH_DELAY_MS: '1500',
+          DATALAB_MANAGEMENT_IDLE_BIND_MS: '200',
+          LAUNCH_STAY: '1',
+          LAUNCH_SCRIPT: join(FIXTURES, 'plain-http-app.mjs'),
+        },
+      });
+      const spawned = jsonLine<{ launcher: number; app: number }>(app.stdout, 'spawned');
+      assert.ok(spawned);
+      extraPids.push(spawned.app);
+      const pidAnswering = async () => {
+        const s = await app?.scrape();
+        return s && pidOf(s);
+      };
+      await until('the application answering', async () =>
+        (await pidAnswering()) === spawned.app ? true : undefined,
+      );
+      process.kill(spawned.app, 'SIGKILL');
+      await until('the launcher answering again', async () =>
+        (await pidAnswering()) === spawned.launcher ? true : undefined,
+      );
+      assert.deepEqual(app.warnings(), []);
+    });
+
     it('hands the port over to nothing but a descendant holding its secret, over loopback', async () => {
       // A worker holding the port while a child runs: a client naming that child's PID (what
       // anyone can guess) must not make it give the port up.
