@@ -163,6 +163,41 @@ describe('multi-process services and the management port', function () {
       assert.deepEqual(app.warnings(), [], 'no worker warns about the port');
     });
 
+    it('under a primary without the distro, each worker its own port, the lowest free one', async () => {
+      const appPort = await freePort();
+      const base = await consecutiveFreePorts();
+      app = await startApp({
+        fixture: 'cluster-app.cjs',
+        preload: 'none',
+        env: {
+          APP_PORT: String(appPort),
+          WORKERS: '2',
+          WORKERS_PRELOAD: '1',
+          DATALAB_METRICS_PORT: String(base),
+        },
+      });
+      const started = jsonLine<{ workers: number[] }>(app.stdout, 'listening');
+      assert.ok(started);
+      extraPids.push(...started.workers);
+      const pidOn = async (port: number) => {
+        const res = await scrape(port);
+        return res.status === 200 ? pidOf(parsePrometheusText(res.text)) : undefined;
+      };
+      const first = await until('the worker on the first port', () => pidOn(base));
+      const second = await until('the worker on the next port', () => pidOn(base + 1));
+      assert.deepEqual(new Set([first, second]), new Set(started.workers));
+      // Bound exclusively: the primary does not round-robin scrapes between the workers.
+      for (let i = 0; i < 6; i++) assert.equal(await pidOn(base), first);
+      process.kill(first, 'SIGKILL');
+      const respawned = await until('the replacement worker on the freed port', async () => {
+        const pid = await pidOn(base).catch(() => undefined);
+        if (pid) extraPids.push(pid);
+        return pid && pid !== first ? pid : undefined;
+      });
+      assert.notEqual(respawned, second);
+      assert.deepEqual(app.warnings(), []);
+    });
+
     it('a worker that exits keeps its requests in the totals', async () => {
       const appPort = await freePort();
       app = await startApp({
