@@ -376,7 +376,7 @@ export class ManagementServer {
     const granted =
       !this.serving &&
       this.state === 'listening' &&
-      isLoopback(req.socket.remoteAddress) &&
+      sameMachine(req.socket.remoteAddress, req.socket.localAddress) &&
       Number.isSafeInteger(pid) &&
       pid > 1 &&
       entries.some((e) => sameSecret(e, this.secret));
@@ -513,6 +513,14 @@ function subscribe(
     channel?.unsubscribe(listen);
     dc.unsubscribe('child_process', child);
   };
+}
+
+/**
+ * Loopback, or (DATALAB_METRICS_HOST set to one of the machine's addresses, which the asker then
+ * connects to) a connection from that very address.
+ */
+function sameMachine(remote: string | undefined, local: string | undefined): boolean {
+  return isLoopback(remote) || (remote !== undefined && remote === local);
 }
 
 function isLoopback(address: string | undefined): boolean {
