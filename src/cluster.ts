@@ -33,7 +33,13 @@ export type ProcessRole =
   /** A worker of a distro-running cluster primary: no port, series go to the primary. */
   | { readonly kind: 'cluster-worker' }
   /** One of several instances that each bind `port + offset` (PM2, distro-less primary). */
-  | { readonly kind: 'instance'; readonly offset: number; readonly manager: 'pm2' | 'cluster' }
+  | {
+      readonly kind: 'instance';
+      readonly offset: number;
+      readonly manager: 'pm2' | 'cluster';
+      /** Take the lowest free port from `port + offset` up (worker ids are never reused). */
+      readonly scan?: boolean;
+    }
   /** A process of its own (a cluster primary included). */
   | { readonly kind: 'process' }
   /** PM2 itself (its CLI, its daemon) when the preload reached it through NODE_OPTIONS. */
@@ -117,13 +123,14 @@ export function decideRole(
   if (!isWorker) return { kind: 'process' };
   if (env[PRIMARY_MARK] === String(ppid)) return { kind: 'cluster-worker' };
   // A primary without the distro (cluster.setupPrimary({ execArgv }) giving it to the workers
-  // only): each worker its own port, by its 1-based cluster id.
-  const id = Number(env.NODE_UNIQUE_ID);
-  return {
-    kind: 'instance',
-    offset: Number.isSafeInteger(id) && id > 0 ? id - 1 : 0,
-    manager: 'cluster',
-  };
+  // only): each worker its own port. Cluster ids are never reused, so a respawned worker would
+  // move to a new port every time: NODE_APP_INSTANCE when a manager sets it, else the lowest
+  // free port from DATALAB_METRICS_PORT up.
+  const instance = env.NODE_APP_INSTANCE === undefined ? Number.NaN : Number(env.NODE_APP_INSTANCE);
+  if (Number.isSafeInteger(instance) && instance >= 0) {
+    return { kind: 'instance', offset: instance, manager: 'cluster' };
+  }
+  return { kind: 'instance', offset: 0, manager: 'cluster', scan: true };
 }
 
 /** Wire form of a metric collection (JSON over the IPC channel). */

@@ -8,19 +8,20 @@
  * - the port is bound when the process starts listening on a port of its own (or, as a
  *   `cluster` primary, forks its first worker); a process that listens on nothing (a queue
  *   worker, a job) binds it DATALAB_MANAGEMENT_IDLE_BIND_MS after start, unless a child process
- *   it started is still running: a launcher (nest start, nodemon, an npm script wrapper) that
- *   only spawns the real application never takes the port;
- * - a process that finds the port held by an ancestor that serves nothing (a launcher that bound
- *   it before spawning the application) asks that ancestor to hand it over;
+ *   it started that may load the preload is still running (for a bounded time): a launcher
+ *   (nest start, nodemon, an npm script wrapper) that only spawns the real application never
+ *   takes the port;
+ * - a process that serves HTTP and finds the port held by an ancestor that serves nothing (a
+ *   launcher that bound it before spawning the application) asks that ancestor, with the secret
+ *   the ancestor put in its environment, to hand it over until it exits;
  * - when the application itself listens on the port, the distro gives it up (one warning);
  * - a port taken at start-up is retried in the background until it frees (one warning).
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
-import { resolve } from 'node:path';
+import { connect, isIP } from 'node:net';
+import { basename, resolve } from 'node:path';
 import { installPrimary, processRole } from './cluster';
 import { warn } from './warnings';
 
@@ -56,6 +57,23 @@ export interface ManagementOptions {
 export const HANDOVER_PATH = '/-/handover';
 const HANDOVER_HEADER = 'x-datalab-handover';
 
+/**
+ * Inherited by child processes: `pid:secret` of every process above that loaded the preload
+ * (nearest last). Only a process holding its ancestor's secret can ask it for the port, and a
+ * child knows it has such an ancestor without reading anything from other processes.
+ */
+export const HANDOVER_ENV = 'DATALAB_INTERNAL_HANDOVER';
+const MAX_ANCESTORS = 8;
+/** How often a process that handed the port over checks that the descendant still runs. */
+const HANDOVER_WATCH_MS = 1_000;
+/**
+ * A process waits at most this many idle-bind delays for the children it started that load the
+ * preload: one that never serves (a sandboxed job pool) must not keep /health away for good.
+ */
+const IDLE_WAIT_ROUNDS = 6;
+/** Ports tried, from DATALAB_METRICS_PORT up, by a worker of a primary without the distro. */
+const SLOT_RANGE = 64;
+
 type State =
   /** Not bound (yet): waiting for the process to serve, or for a retry. */
   | 'idle'
@@ -88,6 +106,17 @@ export class ManagementServer {
   private handoverGrace = 0;
   private warnedUnavailable = false;
   private readonly idleBindMs: number;
+  private idleRounds = 0;
+  /** The bind came after the bounded wait, with children that load the preload still running. */
+  private boundPastChildren = false;
+  /** `pid:secret` entries inherited from the processes above, nearest last. */
+  private readonly ancestors: readonly string[];
+  /** This process's own entry, handed down to its children. */
+  private readonly secret = `${process.pid}:${randomBytes(16).toString('hex')}`;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private basePort: number;
+  /** A worker of a distro-less primary takes the lowest free port of a range. */
+  private scanSlots = false;
   private unsubscribe: (() => void) | undefined;
 
   constructor(
@@ -97,6 +126,10 @@ export class ManagementServer {
     options: ManagementOptions = {},
   ) {
     this.port = port;
+    this.basePort = port;
+    this.ancestors = (process.env[HANDOVER_ENV] ?? '')
+      .split(' ')
+      .filter((e) => /^\d+:[0-9a-f]{32}$/.test(e) && !e.startsWith(`${process.pid}:`));
     this.idleBindMs = options.idleBindMs ?? 5_000;
     this.server = createServer((req, res) => this.handle(req, res));
     // Probes and scrapers keep connections alive between requests. The listening server is
@@ -133,8 +166,13 @@ export class ManagementServer {
       this.state = 'off';
       return;
     }
+    process.env[HANDOVER_ENV] = [...this.ancestors.slice(-(MAX_ANCESTORS - 1)), this.secret].join(
+      ' ',
+    );
     if (role.kind === 'instance') {
       this.port += role.offset;
+      this.basePort = this.port;
+      this.scanSlots = role.scan === true;
       if (this.port > 65_535) {
         this.state = 'off';
         warn(
@@ -173,8 +211,9 @@ export class ManagementServer {
     this.state = state;
     clearTimeout(this.idleTimer);
     clearTimeout(this.retryTimer);
+    if (state !== 'handed-over') clearInterval(this.watchTimer);
     this.idleTimer = this.retryTimer = undefined;
-    this.unsubscribe?.();
+    if (state !== 'handed-over') this.unsubscribe?.();
   }
 
   /** A retry or a handover request will bind (or warn): nothing else should. */
@@ -187,7 +226,9 @@ export class ManagementServer {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     this.state = 'binding';
-    this.server.listen(this.port, this.host);
+    // exclusive: in a cluster worker, a shared handle would let the primary (PM2's daemon)
+    // round-robin scrapes between the services of the whole cluster.
+    this.server.listen({ port: this.port, host: this.host, exclusive: true });
     this.server.unref();
   }
 
@@ -198,13 +239,27 @@ export class ManagementServer {
       // A launcher waits for the application it started; when that exits (and nothing
       // else runs), the launcher is the process left to answer.
       for (const child of this.children) {
-        // A child that never started (spawn failed) may emit no 'exit'.
-        if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) {
+        // A child that never started (spawn failed) may emit no 'exit'. Only a child that may
+        // load the preload can be the application a launcher starts: a browser, ffmpeg or
+        // `sleep` must not keep /health away (its command is known once spawned, not when the
+        // channel reports it).
+        if (
+          child.pid === undefined ||
+          child.exitCode !== null ||
+          child.signalCode !== null ||
+          !mayLoadDistro(child)
+        ) {
           this.children.delete(child);
         }
       }
-      if (this.children.size > 0) this.armIdle();
-      else this.bind();
+      if (this.children.size > 0 && ++this.idleRounds < IDLE_WAIT_ROUNDS) {
+        this.armIdle();
+        return;
+      }
+      // Past the bounded wait, a child that loads the preload may serve and hold the port:
+      // finding it taken is then expected, not worth a warning.
+      this.boundPastChildren = this.children.size > 0;
+      this.bind();
     }, this.idleBindMs);
     this.idleTimer.unref();
   }
@@ -249,16 +304,22 @@ export class ManagementServer {
     if (this.state !== 'binding') return;
     this.state = 'idle';
     if (err.code === 'EADDRINUSE') {
+      if (this.scanSlots && this.port < this.basePort + SLOT_RANGE - 1 && this.port < 65_535) {
+        this.port++;
+        this.bind();
+        return;
+      }
       if (this.handoverGrace > 0) {
         this.handoverGrace--;
         this.scheduleRetry(100);
         return;
       }
       // Held maybe by a launcher that bound it before it spawned this process: ask, at every
-      // attempt (a launcher busy compiling may not answer the first time).
-      if (distroAncestor()) {
+      // attempt (a launcher busy compiling may not answer the first time). Only a process that
+      // serves HTTP asks: an idle one (a job child of a pool) must not take the port.
+      if (this.serving && this.ancestors.length > 0) {
         this.asking = true;
-        void askHandover(this.host, this.port, this.token).then((granted) => {
+        void askHandover(this.host, this.port, this.token, this.ancestors).then((granted) => {
           this.asking = false;
           if (this.state !== 'idle') return;
           if (granted) {
@@ -274,6 +335,11 @@ export class ManagementServer {
 
   private unavailable(err: NodeJS.ErrnoException): void {
     const retry = err.code === 'EADDRINUSE';
+    if (this.scanSlots) this.port = this.basePort;
+    if (retry && this.boundPastChildren && this.children.size > 0) {
+      this.scheduleRetry(RETRY_MAX_MS);
+      return;
+    }
     if (!this.warnedUnavailable) {
       this.warnedUnavailable = true;
       warn(
@@ -299,13 +365,21 @@ export class ManagementServer {
     this.retryTimer.unref();
   }
 
-  /** A descendant found the port held by this process: give it up if this process serves nothing. */
+  /**
+   * A descendant that serves HTTP found the port held by this process: give it up if this process
+   * serves nothing. The asker proves it descends from this process with the secret only this
+   * process's children inherit, over loopback only.
+   */
   private handover(req: IncomingMessage, res: ServerResponse): void {
-    const pid = Number(req.headers[HANDOVER_HEADER]);
+    const [pidText, ...entries] = String(req.headers[HANDOVER_HEADER] ?? '').split(' ');
+    const pid = Number(pidText);
     const granted =
-      !this.serving && this.state === 'listening' && Number.isSafeInteger(pid) && pid > 1
-        ? isDescendant(pid, this.children)
-        : false;
+      !this.serving &&
+      this.state === 'listening' &&
+      sameMachine(req.socket.remoteAddress, req.socket.localAddress) &&
+      Number.isSafeInteger(pid) &&
+      pid > 1 &&
+      entries.some((e) => sameSecret(e, this.secret));
     if (!granted) {
       res.writeHead(409, { 'content-type': 'text/plain; charset=utf-8' }).end('Conflict\n');
       return;
@@ -315,7 +389,30 @@ export class ManagementServer {
       this.stop('handed-over');
       this.server.close();
       this.server.closeAllConnections();
+      this.watchDescendant(pid);
     });
+  }
+
+  /**
+   * The port was handed over for as long as the descendant runs: when it exits (a launcher
+   * restarting it, a crash), this process answers again until a new one asks.
+   */
+  private watchDescendant(pid: number): void {
+    clearInterval(this.watchTimer);
+    this.watchTimer = setInterval(() => {
+      try {
+        process.kill(pid, 0);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EPERM') return;
+      }
+      clearInterval(this.watchTimer);
+      this.watchTimer = undefined;
+      if (this.state !== 'handed-over') return;
+      this.state = 'idle';
+      this.bind();
+    }, HANDOVER_WATCH_MS);
+    this.watchTimer.unref();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -366,6 +463,8 @@ interface ListenOptions {
 
 interface ChildProcessLike {
   readonly pid?: number;
+  readonly spawnfile?: string;
+  readonly spawnargs?: readonly string[];
   readonly exitCode: number | null;
   readonly signalCode: string | null;
   once(event: 'exit', listener: () => void): unknown;
@@ -416,71 +515,73 @@ function subscribe(
   };
 }
 
-/** Whether `pid` runs below this process: its parent chain (Linux /proc), else a direct child. */
-export function isDescendant(pid: number, children: Iterable<ChildProcessLike>): boolean {
-  for (const child of children) if (child.pid === pid) return true;
-  let current = pid;
-  for (let depth = 0; depth < 64; depth++) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${current}/stat`, 'utf8');
-    } catch {
-      return false;
-    }
-    // `pid (comm) state ppid …`: comm may contain spaces and parentheses.
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid === process.pid) return true;
-    if (!Number.isSafeInteger(ppid) || ppid <= 1) return false;
-    current = ppid;
-  }
-  return false;
+/**
+ * Loopback, or (DATALAB_METRICS_HOST set to one of the machine's addresses, which the asker then
+ * connects to) a connection from that very address.
+ */
+function sameMachine(remote: string | undefined, local: string | undefined): boolean {
+  return isLoopback(remote) || (remote !== undefined && remote === local);
 }
 
-let ancestorRunsDistro: boolean | undefined;
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIP(v4) === 4) return v4.startsWith('127.');
+  return address === '::1';
+}
+
+function sameSecret(given: string, own: string): boolean {
+  if (given.length !== own.length) return false;
+  return timingSafeEqual(Buffer.from(given), Buffer.from(own));
+}
+
+const REGISTER_MARKERS = [
+  '@datalab/otel/register',
+  resolve(__dirname, '..', 'register.mjs'),
+  resolve(__dirname, '..', 'register.js'),
+];
+const NODE_BINARY = /^(node|nodejs|bun|deno)(\.exe)?$/i;
+const SHELL = /^(sh|bash|dash|zsh|ash|cmd|cmd\.exe|powershell|pwsh)(\.exe)?$/i;
+/** Commands that start Node.js: a shell line naming one may run the application. */
+const NODE_LAUNCHER =
+  /(^|[\s/\\"'])(node|nodejs|npm|npx|pnpm|yarn|bun|nest|nodemon|ts-node|ts-node-dev|tsx|next|nuxt|vite|remix)(\.exe|\.cmd)?($|[\s"'])/i;
 
 /**
- * Whether a process above this one loaded the preload too (its command line or NODE_OPTIONS
- * names it): only such a process may hold the port and hand it over. Read from /proc once;
- * elsewhere assumed, at the cost of one local request when the port is taken.
+ * Whether a child process may load the preload (the environment it inherits is not visible, so
+ * from its command): node with the register flag, or with NODE_OPTIONS naming it (inherited from
+ * this process), or a shell line that starts Node.js. A browser, ffmpeg or `sleep` cannot.
  */
-function distroAncestor(): boolean {
-  if (ancestorRunsDistro !== undefined) return ancestorRunsDistro;
-  const markers = [
-    '@datalab/otel/register',
-    resolve(__dirname, '..', 'register.mjs'),
-    resolve(__dirname, '..', 'register.js'),
-  ];
-  ancestorRunsDistro = false;
-  let pid = process.ppid;
-  for (let depth = 0; depth < 32 && pid > 1; depth++) {
-    let text: string;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      text = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
-      try {
-        text += readFileSync(`/proc/${pid}/environ`, 'latin1');
-      } catch {
-        // Another user's process: its command line is enough.
-      }
-    } catch {
-      ancestorRunsDistro = depth === 0 && !existsSync('/proc/self/stat');
-      return ancestorRunsDistro;
-    }
-    if (markers.some((m) => text.includes(m))) {
-      ancestorRunsDistro = true;
-      return true;
-    }
-    pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+export function mayLoadDistro(
+  child: { readonly spawnfile?: string; readonly spawnargs?: readonly string[] },
+  nodeOptions: string | undefined = process.env.NODE_OPTIONS,
+): boolean {
+  const args = child.spawnargs ?? [];
+  const line = args.join(' ');
+  if (REGISTER_MARKERS.some((m) => line.includes(m))) return true;
+  const file = basename(child.spawnfile ?? args[0] ?? '');
+  const inherited =
+    nodeOptions !== undefined && REGISTER_MARKERS.some((m) => nodeOptions.includes(m));
+  if (
+    NODE_BINARY.test(file) ||
+    (child.spawnfile !== undefined && child.spawnfile === process.execPath)
+  ) {
+    return inherited;
   }
-  return ancestorRunsDistro;
+  if (SHELL.test(file)) return NODE_LAUNCHER.test(line) || (inherited && /\.(c|m)?js\b/.test(line));
+  // npm, nest, nodemon started directly (they run on node, NODE_OPTIONS reaches them).
+  return NODE_LAUNCHER.test(` ${file} `) && inherited;
 }
 
 /**
  * Asks the holder of the port to hand it over, over a raw socket (an HTTP client request would
  * be traced and counted as the application's).
  */
-function askHandover(host: string, port: number, token: string | undefined): Promise<boolean> {
+function askHandover(
+  host: string,
+  port: number,
+  token: string | undefined,
+  ancestors: readonly string[],
+): Promise<boolean> {
   const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
   return new Promise((resolve) => {
     let answer = '';
@@ -494,7 +595,7 @@ function askHandover(host: string, port: number, token: string | undefined): Pro
     const socket = connect({ host: target, port }, () => {
       socket.write(
         `GET ${HANDOVER_PATH} HTTP/1.1\r\nHost: ${target}:${port}\r\n` +
-          `${HANDOVER_HEADER}: ${process.pid}\r\n` +
+          `${HANDOVER_HEADER}: ${process.pid} ${ancestors.join(' ')}\r\n` +
           (token === undefined ? '' : `Authorization: Bearer ${token}\r\n`) +
           'Connection: close\r\n\r\n',
       );

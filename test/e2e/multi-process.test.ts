@@ -163,6 +163,41 @@ describe('multi-process services and the management port', function () {
       assert.deepEqual(app.warnings(), [], 'no worker warns about the port');
     });
 
+    it('under a primary without the distro, each worker its own port, the lowest free one', async () => {
+      const appPort = await freePort();
+      const base = await consecutiveFreePorts();
+      app = await startApp({
+        fixture: 'cluster-app.cjs',
+        preload: 'none',
+        env: {
+          APP_PORT: String(appPort),
+          WORKERS: '2',
+          WORKERS_PRELOAD: '1',
+          DATALAB_METRICS_PORT: String(base),
+        },
+      });
+      const started = jsonLine<{ workers: number[] }>(app.stdout, 'listening');
+      assert.ok(started);
+      extraPids.push(...started.workers);
+      const pidOn = async (port: number) => {
+        const res = await scrape(port);
+        return res.status === 200 ? pidOf(parsePrometheusText(res.text)) : undefined;
+      };
+      const first = await until('the worker on the first port', () => pidOn(base));
+      const second = await until('the worker on the next port', () => pidOn(base + 1));
+      assert.deepEqual(new Set([first, second]), new Set(started.workers));
+      // Bound exclusively: the primary does not round-robin scrapes between the workers.
+      for (let i = 0; i < 6; i++) assert.equal(await pidOn(base), first);
+      process.kill(first, 'SIGKILL');
+      const respawned = await until('the replacement worker on the freed port', async () => {
+        const pid = await pidOn(base).catch(() => undefined);
+        if (pid) extraPids.push(pid);
+        return pid && pid !== first ? pid : undefined;
+      });
+      assert.notEqual(respawned, second);
+      assert.deepEqual(app.warnings(), []);
+    });
+
     it('a worker that exits keeps its requests in the totals', async () => {
       const appPort = await freePort();
       app = await startApp({
@@ -332,13 +367,87 @@ describe('multi-process services and the management port', function () {
         assert.deepEqual(app.warnings(), []);
       });
     }
+
+    it('a launcher that handed the port over answers again once the application exits', async () => {
+      app = await startApp({
+        fixture: 'launcher.cjs',
+        preload: 'node-options',
+        env: {
+          LAUNCH_DELAY_MS: '1500',
+          DATALAB_MANAGEMENT_IDLE_BIND_MS: '200',
+          LAUNCH_STAY: '1',
+          LAUNCH_SCRIPT: join(FIXTURES, 'plain-http-app.mjs'),
+        },
+      });
+      const spawned = jsonLine<{ launcher: number; app: number }>(app.stdout, 'spawned');
+      assert.ok(spawned);
+      extraPids.push(spawned.app);
+      const pidAnswering = async () => {
+        const s = await app?.scrape();
+        return s && pidOf(s);
+      };
+      await until('the application answering', async () =>
+        (await pidAnswering()) === spawned.app ? true : undefined,
+      );
+      process.kill(spawned.app, 'SIGKILL');
+      await until('the launcher answering again', async () =>
+        (await pidAnswering()) === spawned.launcher ? true : undefined,
+      );
+      assert.deepEqual(app.warnings(), []);
+    });
+
+    it('hands the port over to nothing but a descendant holding its secret, over loopback', async () => {
+      // A worker holding the port while a child runs: a client naming that child's PID (what
+      // anyone can guess) must not make it give the port up.
+      app = await startApp({
+        fixture: 'queue-worker.cjs',
+        env: { CHILD_MS: '30000', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200' },
+        waitForMetrics: false,
+      });
+      const child = jsonLine<{ pid: number }>(app.stdout, 'child');
+      assert.ok(child?.pid);
+      extraPids.push(child.pid);
+      await until('/metrics of the worker', async () =>
+        (await scrape(app?.metricsPort ?? 0)).status === 200 ? true : undefined,
+      );
+      for (const header of [String(child.pid), `${child.pid} ${app.pid}:${'0'.repeat(32)}`]) {
+        const res = await fetch(`http://127.0.0.1:${app.metricsPort}/-/handover`, {
+          headers: { 'x-datalab-handover': header },
+        });
+        assert.equal(res.status, 409, header);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((await scrape(app.metricsPort)).status, 200, 'the worker still answers');
+    });
   });
 
   describe('a process that listens on nothing', () => {
-    it('binds after DATALAB_MANAGEMENT_IDLE_BIND_MS, once the child process it started has exited', async () => {
+    it('binds after DATALAB_MANAGEMENT_IDLE_BIND_MS while a child without Node.js runs (Chrome, ffmpeg)', async () => {
       app = await startApp({
         fixture: 'queue-worker.cjs',
-        env: { CHILD_MS: '1500', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200' },
+        env: { CHILD_MS: '30000', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200' },
+        waitForMetrics: false,
+      });
+      const child = jsonLine<{ pid: number }>(app.stdout, 'child');
+      assert.ok(child?.pid);
+      extraPids.push(child.pid);
+      const health = await until(
+        '/health of the worker',
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${app?.metricsPort}/health`);
+          return res.status;
+        },
+        5_000,
+      );
+      assert.equal(health, 200);
+      assert.equal(jsonLine(app.stdout, 'child-exited'), undefined, 'the child still runs');
+      assert.deepEqual(app.warnings(), []);
+    });
+
+    it('binds after DATALAB_MANAGEMENT_IDLE_BIND_MS, once the child that loads the preload has exited', async () => {
+      app = await startApp({
+        fixture: 'queue-worker.cjs',
+        env: { CHILD_MS: '1500', CHILD_PRELOAD: '1', DATALAB_MANAGEMENT_IDLE_BIND_MS: '400' },
         waitForMetrics: false,
       });
       const started = jsonLine<{ at: number }>(app.stdout, 'listening');
@@ -354,6 +463,29 @@ describe('multi-process services and the management port', function () {
         jsonLine(app?.stdout ?? [], 'child-exited') ? true : undefined,
       );
       assert.deepEqual(app.warnings(), []);
+    });
+
+    it('binds after a bounded wait while a child that loads the preload never exits', async () => {
+      app = await startApp({
+        fixture: 'queue-worker.cjs',
+        env: { CHILD_MS: '30000', CHILD_PRELOAD: '1', DATALAB_MANAGEMENT_IDLE_BIND_MS: '200' },
+        waitForMetrics: false,
+      });
+      const child = jsonLine<{ pid: number }>(app.stdout, 'child');
+      assert.ok(child?.pid);
+      extraPids.push(child.pid);
+      await new Promise((r) => setTimeout(r, 700));
+      await assert.rejects(scrape(app.metricsPort), 'no port while the child may still serve');
+      const samples = await until(
+        '/metrics of the worker',
+        async () => {
+          const res = await scrape(app?.metricsPort ?? 0);
+          return res.status === 200 ? parsePrometheusText(res.text) : undefined;
+        },
+        5_000,
+      );
+      assert.equal(pidOf(samples), app.pid);
+      assert.equal(jsonLine(app.stdout, 'child-exited'), undefined, 'the child still runs');
     });
   });
 

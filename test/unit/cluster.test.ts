@@ -160,7 +160,15 @@ describe('cluster: which role a process has', () => {
     assert.deepEqual(decideRole({ [PRIMARY_MARK]: '42', NODE_UNIQUE_ID: '3' }, true, 42), {
       kind: 'cluster-worker',
     });
+    // Worker ids are never reused: the lowest free port, not the id, else a respawned worker
+    // moves to a new port every time.
     assert.deepEqual(decideRole({ [PRIMARY_MARK]: '41', NODE_UNIQUE_ID: '3' }, true, 42), {
+      kind: 'instance',
+      offset: 0,
+      manager: 'cluster',
+      scan: true,
+    });
+    assert.deepEqual(decideRole({ NODE_UNIQUE_ID: '7', NODE_APP_INSTANCE: '2' }, true, 42), {
       kind: 'instance',
       offset: 2,
       manager: 'cluster',
