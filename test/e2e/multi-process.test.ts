@@ -12,6 +12,7 @@ import { Agent, createServer, request as httpRequest, type Server } from 'node:h
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppProcess, FIXTURES, freePort, ROOT, request, startApp } from '../support/app';
+import { startOtlpReceiver } from '../support/otlp-receiver';
 import { parsePrometheusText, type Sample, samplesNamed, sumOf } from '../support/prometheus-text';
 import { skipBecause } from '../support/skip';
 
@@ -293,6 +294,57 @@ describe('multi-process services and the management port', function () {
         }
       });
     }
+
+    it("OTLP exports go where the ecosystem file's OTEL_* variables say, with its headers", async function () {
+      if (!existsSync(pm2Bin)) skipBecause(this, 'pm2 is not installed (npm ci installs it)');
+      home = mkdtempSync(join(tmpdir(), 'datalab-pm2-'));
+      const receiver = await startOtlpReceiver();
+      try {
+        const metricsPort = await consecutiveFreePorts();
+        const appPort = await freePort();
+        writeFileSync(
+          join(home, 'ecosystem.config.cjs'),
+          `module.exports = ${JSON.stringify({
+            apps: [
+              {
+                name: 'pm2-otlp',
+                script: join(FIXTURES, 'pm2-app.cjs'),
+                instances: 1,
+                exec_mode: 'cluster',
+                node_args: `--import ${join(ROOT, 'dist', 'register.mjs')}`,
+                env: {
+                  APP_PORT: String(appPort),
+                  DATALAB_METRICS_PORT: String(metricsPort),
+                  DATALAB_METRICS_HOST: '127.0.0.1',
+                  OTEL_SERVICE_NAME: 'orders-api',
+                  OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+                  OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+                  OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=acme',
+                  OTEL_BSP_SCHEDULE_DELAY: '200',
+                },
+              },
+            ],
+          })};\n`,
+        );
+        await pm2(pm2Env(), 'start', join(home, 'ecosystem.config.cjs'));
+        await until(`instance on ${metricsPort}`, async () =>
+          (await scrape(metricsPort)).status === 200 ? true : undefined,
+        );
+        for (let i = 0; i < 5; i++) assert.equal((await get(appPort)).status, 200);
+        await receiver.waitFor(
+          () => receiver.spans.filter((s) => s.kind === 2).length >= 5,
+          15_000,
+          "the 5 server spans at the ecosystem file's endpoint",
+        );
+        const traces = receiver.requests.filter((r) => r.path === '/v1/traces');
+        assert.ok(traces.length > 0);
+        for (const r of traces) assert.equal(r.headers['x-tenant'], 'acme');
+        for (const span of receiver.spans)
+          assert.equal(span.resource['service.name'], 'orders-api');
+      } finally {
+        await receiver.close();
+      }
+    });
   });
 
   describe('launchers', () => {
