@@ -164,7 +164,7 @@ describe('multi-process services and the management port', function () {
       assert.deepEqual(app.warnings(), [], 'no worker warns about the port');
     });
 
-    it('a worker that exits keeps its requests in the totals', async () => {
+    it('a worker that exits keeps its requests in the totals, those after the last scrape and the one it left open included', async () => {
       const appPort = await freePort();
       app = await startApp({
         fixture: 'cluster-app.cjs',
@@ -175,11 +175,21 @@ describe('multi-process services and the management port', function () {
       for (let i = 0; i < 40; i++) assert.equal((await get(appPort)).status, 200);
       const before = sumOf(samplesNamed(await app.scrape(), 'http_requests_total'));
       assert.equal(before, 40);
-      // One worker answers /exit and leaves: its 40-ish requests stay counted.
-      assert.equal((await get(appPort, '/exit')).status, 200);
-      await new Promise((r) => setTimeout(r, 300));
-      const after = sumOf(samplesNamed(await app.scrape(), 'http_requests_total'));
-      assert.ok(after >= before, `total went from ${before} to ${after}`);
+      // Counted by the workers after the primary's last scrape of them.
+      for (let i = 0; i < 20; i++) assert.equal((await get(appPort)).status, 200);
+      // One worker exits with this request unanswered: a 500 it counts in its exit event.
+      await get(appPort, '/exit-open').then(
+        () => assert.fail('the worker answered /exit-open'),
+        () => undefined,
+      );
+      const current = app;
+      const errors = await until("the exited worker's 500 in the totals", async () => {
+        const samples = samplesNamed(await current.scrape(), 'http_requests_total');
+        const e = samples.filter((s) => s.labels.status === '500');
+        return e.length > 0 ? { samples, e } : undefined;
+      });
+      assert.equal(sumOf(errors.e), 1, JSON.stringify(errors.samples));
+      assert.equal(sumOf(errors.samples), 61, 'the 40 scraped, the 20 after, the 500');
     });
   });
 
