@@ -191,6 +191,33 @@ describe('multi-process services and the management port', function () {
       assert.equal(sumOf(errors.e), 1, JSON.stringify(errors.samples));
       assert.equal(sumOf(errors.samples), 61, 'the 40 scraped, the 20 after, the 500');
     });
+    it('a worker ended by SIGTERM keeps the requests it served after the last scrape', async () => {
+      const appPort = await freePort();
+      app = await startApp({
+        fixture: 'cluster-app.cjs',
+        env: { APP_PORT: String(appPort), WORKERS: '2' },
+      });
+      const started = jsonLine<{ workers: number[] }>(app.stdout, 'listening');
+      const workerPids = started?.workers ?? [];
+      extraPids.push(...workerPids);
+      assert.equal(workerPids.length, 2);
+      for (let i = 0; i < 40; i++) assert.equal((await get(appPort)).status, 200);
+      assert.equal(sumOf(samplesNamed(await app.scrape(), 'http_requests_total')), 40);
+      for (let i = 0; i < 20; i++) assert.equal((await get(appPort)).status, 200);
+      process.kill(workerPids[0] as number, 'SIGTERM');
+      const current = app;
+      await until('the worker to be gone', async () => {
+        const report = (await (
+          await fetch(`http://127.0.0.1:${current.metricsPort}/health`)
+        ).json()) as {
+          checks: { cluster_workers?: { connected: number } };
+        };
+        return report.checks.cluster_workers?.connected === 1 ? true : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const samples = samplesNamed(await app.scrape(), 'http_requests_total');
+      assert.equal(sumOf(samples), 60, JSON.stringify(samples));
+    });
   });
 
   describe('PM2 cluster mode', () => {
