@@ -25,6 +25,8 @@ export const PRIMARY_MARK = 'DLOTEL_CLUSTER_PRIMARY';
 const HELLO = 'NODE_DLOTEL_HELLO';
 const COLLECT = 'NODE_DLOTEL_COLLECT';
 const METRICS = 'NODE_DLOTEL_METRICS';
+/** A worker's last request series, sent from its `exit` event. */
+const FINAL = 'NODE_DLOTEL_FINAL';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -158,6 +160,8 @@ export interface WireHistogram {
 }
 
 export type Collect = () => Promise<readonly WireMetric[]>;
+/** The distro's request counters and histograms, collected synchronously (at exit). */
+export type CollectFinal = () => readonly WireMetric[];
 
 let primaryInstalled = false;
 
@@ -206,20 +210,46 @@ function trackWorker(worker: Worker): void {
     const m = message as { cmd?: unknown; id?: unknown; metrics?: unknown };
     if (m === null || typeof m !== 'object') return;
     if (m.cmd === HELLO) state.ready = true;
-    else if (m.cmd === METRICS && Array.isArray(m.metrics)) {
+    else if (m.cmd === FINAL && Array.isArray(m.metrics)) {
+      state.last = withFinal(state.last, m.metrics as WireMetric[]);
+    } else if (m.cmd === METRICS && Array.isArray(m.metrics)) {
       state.ready = true;
       const pending = state.pending;
       if (pending !== undefined && pending.id === m.id) pending.done(m.metrics as WireMetric[]);
     }
   });
-  worker.once('exit', () => {
+  // The worker's last message (FINAL, written from its `exit` event) may be read after its
+  // `exit` is seen here: it is retired once the process has exited and its channel is closed,
+  // which comes after every message in it. Until then scrapes use its last series.
+  let exited = false;
+  let closed = false;
+  const retire = () => {
+    if (!exited || !closed || !workers.has(worker.id)) return;
     workers.delete(worker.id);
-    state.pending?.done(undefined);
     if (state.last === undefined) return;
     const { MetricsMerger } =
       require('./metrics/aggregate') as typeof import('./metrics/aggregate');
     retired = new MetricsMerger().sum([...(retired ? [retired] : []), onlyCumulative(state.last)]);
+  };
+  worker.once('exit', () => {
+    exited = true;
+    closed ||= !proc.connected;
+    state.pending?.done(undefined);
+    retire();
   });
+  proc.once('disconnect', () => {
+    closed = true;
+    retire();
+  });
+}
+
+/** The last collection with the series of the worker's FINAL message in place of their own. */
+export function withFinal(
+  last: readonly WireMetric[] | undefined,
+  final: readonly WireMetric[],
+): readonly WireMetric[] {
+  const names = new Set(final.map((m) => m.n));
+  return [...(last ?? []).filter((m) => !names.has(m.n)), ...final];
 }
 
 function onlyCumulative(metrics: readonly WireMetric[]): readonly WireMetric[] {
@@ -244,9 +274,12 @@ export async function collectWorkers(timeoutMs = 2_000): Promise<(readonly WireM
     }
     asked.push(askWorker(state, timeoutMs));
   }
+  // A worker that retires while this collection waits is in its answers already: the sum of
+  // the retired ones is the one from before the wait, or it would be counted twice.
+  const retiredBefore = retired;
   const answers = await Promise.all(asked);
   const found = answers.filter((a): a is readonly WireMetric[] => a !== undefined);
-  return retired === undefined ? found : [...found, retired];
+  return retiredBefore === undefined ? found : [...found, retiredBefore];
 }
 
 function askWorker(
@@ -310,11 +343,13 @@ export function clusterWorkersCheck(): InternalCheckDefinition {
 }
 
 let workerInstalled = false;
+let collectFinal: CollectFinal | undefined;
 
 /** In a cluster worker of a distro-running primary: answer its collections. */
-export function serveCollections(collect: Collect): void {
+export function serveCollections(collect: Collect, final?: CollectFinal): void {
   if (workerInstalled || typeof process.send !== 'function') return;
   workerInstalled = true;
+  collectFinal = final;
   process.on('internalMessage' as 'message', (message: unknown) => {
     const m = message as { cmd?: unknown; id?: unknown };
     if (m === null || typeof m !== 'object' || m.cmd !== COLLECT) return;
@@ -331,5 +366,20 @@ function reply(message: object): void {
     if (process.connected) process.send?.(message, undefined, undefined, () => {});
   } catch {
     // The primary is gone: nothing to answer.
+  }
+}
+
+/**
+ * From the worker's `exit` event (shutdown.ts, after the requests still open were counted): its
+ * request series as they end, so that the primary's totals keep what the worker counted after
+ * its last scrape. Nothing asynchronous runs any more, but libuv writes to the IPC channel at
+ * once when nothing is queued before, so the message is in the channel when the process ends.
+ */
+export function sendFinalCollection(): void {
+  if (collectFinal === undefined) return;
+  try {
+    reply({ cmd: FINAL, metrics: collectFinal() });
+  } catch {
+    // The primary keeps the series of the worker's last scrape.
   }
 }

@@ -187,6 +187,8 @@ export function loadConfig(): Config {
   if (loaded) return loaded;
   const { pm2Context } = require('./cluster') as typeof import('./cluster');
   const pm2 = pm2Context(process.env);
+  // The exporters' OTEL_* variables, from the same environment and at the same moment.
+  (require('./start-env') as typeof import('./start-env')).otelEnvAtStart();
   const cwd = pm2?.cwd ?? process.cwd();
   const { config, warnings } = parseConfig(
     pm2?.env ?? process.env,

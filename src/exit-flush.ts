@@ -25,6 +25,7 @@ import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import type { OtlpProtocol } from './config';
 import { injectFault } from './faults';
 import { type AbandonedRequest, applyOutcome } from './metrics/outcome';
+import { otelEnvAtStart } from './start-env';
 
 /** A span exporter that remembers the batches it is sending: lost if the process ends now. */
 export interface TrackedSpanExporter extends SpanExporter {
@@ -163,19 +164,49 @@ export function fromWire(
 }
 
 /**
- * The OTEL_* variables as the process started with them: the exporters were built from these,
- * and an application may have changed process.env since (dotenv and the like).
+ * NODE_OPTIONS would load the preload, TypeScript loaders, --inspect (a second debugger on the
+ * same port) and heap limits into the sender, which only has the exit budget to run in; the
+ * other NODE_* variables below change what the sender prints or loads. pm2_env is PM2's copy of
+ * the application's settings: the OTEL_* ones are passed on explicitly.
  */
-const OTEL_AT_START = Object.fromEntries(
-  Object.entries(process.env).filter(([key]) => key.startsWith('OTEL_')),
-);
+const NOT_FOR_SENDER: ReadonlySet<string> = new Set([
+  'NODE_OPTIONS',
+  'NODE_DEBUG',
+  'NODE_DEBUG_NATIVE',
+  'NODE_INSPECT_RESUME_ON_START',
+  'NODE_V8_COVERAGE',
+  'NODE_PENDING_DEPRECATION',
+  'NODE_COMPILE_CACHE',
+  'NODE_REPL_EXTERNAL_MODULE',
+  'pm2_env',
+]);
 
-function senderEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (!key.startsWith('OTEL_')) env[key] = value;
+/** The sender's environment: the application's, with the OTEL_* variables the exporters use. */
+export function senderEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  otel: Readonly<Record<string, string>> = otelEnvAtStart(),
+): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (!key.startsWith('OTEL_') && !NOT_FOR_SENDER.has(key)) out[key] = value;
   }
-  return { ...env, ...OTEL_AT_START, OTEL_SDK_DISABLED: 'true' };
+  return { ...out, ...otel, OTEL_SDK_DISABLED: 'true' };
+}
+
+/**
+ * Whether a sender can run: it is this process's executable run on a script, which only a
+ * Node binary does. A single-executable application would start itself again; other runtimes
+ * (process.release.name other than "node") are not known to take the script the same way.
+ */
+export function canSpawnSender(): boolean {
+  if (process.release?.name !== 'node') return false;
+  try {
+    const sea = require('node:sea') as { isSea?: () => boolean };
+    if (sea.isSea?.() === true) return false;
+  } catch {
+    // No node:sea (before Node 20): not a single-executable application either.
+  }
+  return true;
 }
 
 /** Where the sender's compiled file is, next to this one. */
@@ -186,6 +217,8 @@ const SENDER = join(__dirname, 'exit-sender.js');
  * The preload is not loaded into the sender (OTEL_SDK_DISABLED): it must not export itself.
  */
 export function sendAtExit(payload: ExitPayload): string | undefined {
+  // Documented (docs/configuration.md, "Exports on exit"): no OTLP export at exit there.
+  if (!canSpawnSender()) return undefined;
   const started = Date.now();
   const result = spawnSync(process.execPath, [SENDER], {
     input: JSON.stringify(payload),

@@ -16,6 +16,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
 import type { MetricsTemporality, OtlpProtocol } from './config';
+import { type OtelEnv, otelEnvAtStart } from './start-env';
 import { warnRateLimited } from './warnings';
 
 const TRACE_PACKAGES: Record<OtlpProtocol, string> = {
@@ -43,10 +44,8 @@ interface BatchExporter<B> {
   forceFlush?(): Promise<void>;
 }
 
-type OtelEnv = Record<string, string>;
-
 function otelEnv(): OtelEnv {
-  const out: OtelEnv = {};
+  const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (key.startsWith('OTEL_') && value !== undefined) out[key] = value;
   }
@@ -59,9 +58,10 @@ function sameEnv(a: OtelEnv, b: OtelEnv): boolean {
 }
 
 /**
- * Runs `build` with the OTEL_* variables as they were at start-up: an exporter built late must
- * see the configuration the rest of the distro was built from, not one the application changed
- * since (dotenv and the like).
+ * Runs `build` with the OTEL_* variables the configuration was read from (start-env.ts): an
+ * exporter built late must see the configuration the rest of the distro was built from, not one
+ * the application changed since (dotenv and the like), nor the one PM2 replaces after the
+ * preload ran.
  */
 function withOtelEnv<T>(snapshot: OtelEnv, build: () => T): T {
   const current = otelEnv();
@@ -88,7 +88,7 @@ function withOtelEnv<T>(snapshot: OtelEnv, build: () => T): T {
 function deferredExporter<B>(
   packageName: string,
   create: () => BatchExporter<B>,
-  env: OtelEnv = otelEnv(),
+  env: OtelEnv = otelEnvAtStart(),
 ): Required<BatchExporter<B>> {
   require.resolve(packageName);
   let inner: BatchExporter<B> | undefined;
@@ -181,7 +181,7 @@ export function createOtlpMetricExporter(
   protocol: OtlpProtocol,
   temporality: MetricsTemporality,
 ): PushMetricExporter {
-  const env = otelEnv();
+  const env = otelEnvAtStart();
   const exporter = deferredExporter<ResourceMetrics>(
     METRIC_PACKAGES[protocol],
     () => {

@@ -21,6 +21,8 @@
  * DATALAB_EXIT_FLUSH_TIMEOUT_MS (exit-flush.ts). The exit code, stderr and the application's
  * own `uncaughtException` and `exit` listeners are left as they were.
  */
+
+import { sendFinalCollection } from './cluster';
 import type { Telemetry } from './sdk';
 import { warn } from './warnings';
 
@@ -73,6 +75,8 @@ export function installShutdownHooks(telemetry: Telemetry): void {
       const appHandles = process.listenerCount(signal) > 0;
       void drainAndFlush(telemetry, { appHandles, delayMs, timeoutMs }).then(() => {
         if (appHandles) return;
+        // Dying of the signal emits no `exit`: a cluster worker's last series go now.
+        sendFinalCollection();
         process.kill(process.pid, signal);
       });
     };
@@ -81,24 +85,34 @@ export function installShutdownHooks(telemetry: Telemetry): void {
   }
 
   const exitTimeoutMs = telemetry.config.exitFlushTimeoutMs;
+  // Node emits `exit` before it prints a fatal error's report: a warning written now would sit
+  // above the stack trace, where the first line of a crash is looked for. On a crash the
+  // warning is left out (docs/configuration.md); a monitor changes nothing in how errors are
+  // handled, unlike an `uncaughtException` listener.
+  let crashed = false;
   if (exitTimeoutMs > 0) {
-    process.once('exit', () => {
+    process.on('uncaughtExceptionMonitor', () => {
+      crashed = true;
+    });
+  }
+  process.once('exit', (code) => {
+    if (exitTimeoutMs > 0) {
+      let message: string | undefined;
       try {
         const failure = telemetry.flushAtExit(exitTimeoutMs);
         if (failure !== undefined) {
-          warn(
-            'DLOTEL_EXIT_FLUSH_INCOMPLETE',
-            `telemetry left at exit was not all exported: ${failure}`,
-          );
+          message = `telemetry left at exit was not all exported: ${failure}`;
         }
       } catch (err) {
-        warn(
-          'DLOTEL_EXIT_FLUSH_INCOMPLETE',
-          `telemetry left at exit was not exported: ${err instanceof Error ? err.message : String(err)}`,
-        );
+        message = `telemetry left at exit was not exported: ${err instanceof Error ? err.message : String(err)}`;
       }
-    });
-  }
+      if (message !== undefined && !(crashed && code !== 0)) {
+        warn('DLOTEL_EXIT_FLUSH_INCOMPLETE', message);
+      }
+    }
+    // After the flush, which counted the requests still open: a cluster worker's last series.
+    sendFinalCollection();
+  });
 
   // The event loop ran dry: last chance to send what is buffered. beforeExit may fire again
   // after this work, so shutdown() is idempotent.

@@ -9,12 +9,17 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import type { IMetricReader, MetricProducer } from '@opentelemetry/sdk-metrics';
+import type { IMetricReader, MetricProducer, ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { collectWorkers, hasWorkers, processRole, serveCollections } from '../cluster';
 import { encodeMetrics, MetricsMerger } from './aggregate';
 import { PrometheusTextSerializer } from './prometheus-text';
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** A producer that can also collect without a promise (DistroProducer): used at exit. */
+interface SyncProducer extends MetricProducer {
+  collectSync(): { resourceMetrics: Pick<ResourceMetrics, 'scopeMetrics'> };
+}
 
 export function createPrometheusEndpoint(producers: MetricProducer[] = []): {
   reader: IMetricReader;
@@ -29,7 +34,17 @@ export function createPrometheusEndpoint(producers: MetricProducer[] = []): {
   const serializer = new PrometheusTextSerializer();
   const role = processRole();
   if (role.kind === 'cluster-worker') {
-    serveCollections(async () => encodeMetrics((await exporter.collect()).resourceMetrics));
+    const sync = producers.flatMap((p) =>
+      typeof (p as Partial<SyncProducer>).collectSync === 'function' ? [p as SyncProducer] : [],
+    );
+    serveCollections(
+      async () => encodeMetrics((await exporter.collect()).resourceMetrics),
+      () =>
+        encodeMetrics({
+          resource: undefined as never,
+          scopeMetrics: sync.flatMap((p) => p.collectSync().resourceMetrics.scopeMetrics),
+        }),
+    );
   }
   const merger = role.kind === 'process' ? new MetricsMerger() : undefined;
   return {

@@ -5,8 +5,9 @@
  * run without the preload: same exit code, same stderr.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppProcess, request, startApp, TEST_TRACES_DIR } from '../support/app';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver';
@@ -34,7 +35,7 @@ const BUFFERED = {
 async function run(
   env: Record<string, string>,
   drive: (app: AppProcess) => Promise<void>,
-  preload: 'import' | 'none' = 'import',
+  preload: 'import' | 'node-options' | 'none' = 'import',
 ): Promise<Run> {
   const app = await startApp({
     fixture: 'exit-app.mjs',
@@ -183,6 +184,29 @@ describe('exports on exit', function () {
     });
   }
 
+  it('a crash whose export cannot finish: no warning above the stack trace, the same stderr', async () => {
+    const hole = await blackHole();
+    try {
+      const drive = async (app: AppProcess) => {
+        assert.equal(await request(app.url('/ok')), 200);
+        fireAndForget(app.url('/crash'));
+      };
+      const bare = await run({}, drive, 'none');
+      const withDistro = await run(
+        {
+          ...BUFFERED,
+          OTEL_EXPORTER_OTLP_ENDPOINT: hole.url,
+          DATALAB_EXIT_FLUSH_TIMEOUT_MS: '500',
+        },
+        drive,
+      );
+      assert.deepEqual(withDistro.exit, { code: 1, signal: null });
+      assert.deepEqual(withDistro.stderr, bare.stderr);
+    } finally {
+      await hole.close();
+    }
+  });
+
   it('a handler that throws: its error span is exported, exit 1', async () => {
     const drive = async (app: AppProcess) => fireAndForget(app.url('/crash-sync'));
     const bare = await run({}, drive, 'none');
@@ -290,6 +314,40 @@ describe('exports on exit', function () {
       bare.stderr,
     );
     assert.equal(serverSpans(receiver, '/ok').length, 1);
+  });
+
+  it('an app given the preload in NODE_OPTIONS still exports at exit; the sender loads neither the preload nor the other NODE_OPTIONS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'datalab-exit-'));
+    try {
+      // Every Node process started with this NODE_OPTIONS writes its PID here.
+      const marks = join(dir, 'marks.txt');
+      const marker = join(dir, 'mark.cjs');
+      writeFileSync(
+        marker,
+        `require('node:fs').appendFileSync(${JSON.stringify(marks)}, process.pid + '\\n');\n`,
+      );
+      let pid = 0;
+      const result = await run(
+        { EXIT_MODE: 'exit-on-sigterm', NODE_OPTIONS: `--require ${marker}`, ...otlp() },
+        async (app) => {
+          pid = app.pid;
+          for (let i = 0; i < 3; i++) assert.equal(await request(app.url('/ok')), 200);
+          process.kill(app.pid, 'SIGTERM');
+        },
+        'node-options',
+      );
+      assert.deepEqual(result.exit, { code: 0, signal: null });
+      assert.equal(serverSpans(receiver, '/ok').length, 3);
+      assert.equal(requestsTotal(receiver, '/ok', '200'), 3);
+      assert.deepEqual(readFileSync(marks, 'utf8').split('\n').filter(Boolean), [String(pid)]);
+      assert.deepEqual(
+        result.stderr.filter((l) => l.includes('DLOTEL_')),
+        [],
+        'no second start of the distro',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a backend that never answers holds the exit for DATALAB_EXIT_FLUSH_TIMEOUT_MS at most, the exit code unchanged', async () => {

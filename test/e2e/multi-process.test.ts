@@ -12,6 +12,7 @@ import { Agent, createServer, request as httpRequest, type Server } from 'node:h
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppProcess, FIXTURES, freePort, ROOT, request, startApp } from '../support/app';
+import { startOtlpReceiver } from '../support/otlp-receiver';
 import { parsePrometheusText, type Sample, samplesNamed, sumOf } from '../support/prometheus-text';
 import { skipBecause } from '../support/skip';
 
@@ -198,7 +199,7 @@ describe('multi-process services and the management port', function () {
       assert.deepEqual(app.warnings(), []);
     });
 
-    it('a worker that exits keeps its requests in the totals', async () => {
+    it('a worker that exits keeps its requests in the totals, those after the last scrape and the one it left open included', async () => {
       const appPort = await freePort();
       app = await startApp({
         fixture: 'cluster-app.cjs',
@@ -209,11 +210,48 @@ describe('multi-process services and the management port', function () {
       for (let i = 0; i < 40; i++) assert.equal((await get(appPort)).status, 200);
       const before = sumOf(samplesNamed(await app.scrape(), 'http_requests_total'));
       assert.equal(before, 40);
-      // One worker answers /exit and leaves: its 40-ish requests stay counted.
-      assert.equal((await get(appPort, '/exit')).status, 200);
+      // Counted by the workers after the primary's last scrape of them.
+      for (let i = 0; i < 20; i++) assert.equal((await get(appPort)).status, 200);
+      // One worker exits with this request unanswered: a 500 it counts in its exit event.
+      await get(appPort, '/exit-open').then(
+        () => assert.fail('the worker answered /exit-open'),
+        () => undefined,
+      );
+      const current = app;
+      const errors = await until("the exited worker's 500 in the totals", async () => {
+        const samples = samplesNamed(await current.scrape(), 'http_requests_total');
+        const e = samples.filter((s) => s.labels.status === '500');
+        return e.length > 0 ? { samples, e } : undefined;
+      });
+      assert.equal(sumOf(errors.e), 1, JSON.stringify(errors.samples));
+      assert.equal(sumOf(errors.samples), 61, 'the 40 scraped, the 20 after, the 500');
+    });
+    it('a worker ended by SIGTERM keeps the requests it served after the last scrape', async () => {
+      const appPort = await freePort();
+      app = await startApp({
+        fixture: 'cluster-app.cjs',
+        env: { APP_PORT: String(appPort), WORKERS: '2' },
+      });
+      const started = jsonLine<{ workers: number[] }>(app.stdout, 'listening');
+      const workerPids = started?.workers ?? [];
+      extraPids.push(...workerPids);
+      assert.equal(workerPids.length, 2);
+      for (let i = 0; i < 40; i++) assert.equal((await get(appPort)).status, 200);
+      assert.equal(sumOf(samplesNamed(await app.scrape(), 'http_requests_total')), 40);
+      for (let i = 0; i < 20; i++) assert.equal((await get(appPort)).status, 200);
+      process.kill(workerPids[0] as number, 'SIGTERM');
+      const current = app;
+      await until('the worker to be gone', async () => {
+        const report = (await (
+          await fetch(`http://127.0.0.1:${current.metricsPort}/health`)
+        ).json()) as {
+          checks: { cluster_workers?: { connected: number } };
+        };
+        return report.checks.cluster_workers?.connected === 1 ? true : undefined;
+      });
       await new Promise((r) => setTimeout(r, 300));
-      const after = sumOf(samplesNamed(await app.scrape(), 'http_requests_total'));
-      assert.ok(after >= before, `total went from ${before} to ${after}`);
+      const samples = samplesNamed(await app.scrape(), 'http_requests_total');
+      assert.equal(sumOf(samples), 60, JSON.stringify(samples));
     });
   });
 
@@ -328,6 +366,57 @@ describe('multi-process services and the management port', function () {
         }
       });
     }
+
+    it("OTLP exports go where the ecosystem file's OTEL_* variables say, with its headers", async function () {
+      if (!existsSync(pm2Bin)) skipBecause(this, 'pm2 is not installed (npm ci installs it)');
+      home = mkdtempSync(join(tmpdir(), 'datalab-pm2-'));
+      const receiver = await startOtlpReceiver();
+      try {
+        const metricsPort = await consecutiveFreePorts();
+        const appPort = await freePort();
+        writeFileSync(
+          join(home, 'ecosystem.config.cjs'),
+          `module.exports = ${JSON.stringify({
+            apps: [
+              {
+                name: 'pm2-otlp',
+                script: join(FIXTURES, 'pm2-app.cjs'),
+                instances: 1,
+                exec_mode: 'cluster',
+                node_args: `--import ${join(ROOT, 'dist', 'register.mjs')}`,
+                env: {
+                  APP_PORT: String(appPort),
+                  DATALAB_METRICS_PORT: String(metricsPort),
+                  DATALAB_METRICS_HOST: '127.0.0.1',
+                  OTEL_SERVICE_NAME: 'orders-api',
+                  OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+                  OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+                  OTEL_EXPORTER_OTLP_HEADERS: 'x-tenant=acme',
+                  OTEL_BSP_SCHEDULE_DELAY: '200',
+                },
+              },
+            ],
+          })};\n`,
+        );
+        await pm2(pm2Env(), 'start', join(home, 'ecosystem.config.cjs'));
+        await until(`instance on ${metricsPort}`, async () =>
+          (await scrape(metricsPort)).status === 200 ? true : undefined,
+        );
+        for (let i = 0; i < 5; i++) assert.equal((await get(appPort)).status, 200);
+        await receiver.waitFor(
+          () => receiver.spans.filter((s) => s.kind === 2).length >= 5,
+          15_000,
+          "the 5 server spans at the ecosystem file's endpoint",
+        );
+        const traces = receiver.requests.filter((r) => r.path === '/v1/traces');
+        assert.ok(traces.length > 0);
+        for (const r of traces) assert.equal(r.headers['x-tenant'], 'acme');
+        for (const span of receiver.spans)
+          assert.equal(span.resource['service.name'], 'orders-api');
+      } finally {
+        await receiver.close();
+      }
+    });
   });
 
   describe('launchers', () => {

@@ -80,6 +80,8 @@ export interface ReceivedRequest {
   contentEncoding: string;
   /** HTTP status the receiver answered with. */
   status: number;
+  /** The request's headers, names in lower case. */
+  headers: http.IncomingHttpHeaders;
 }
 
 export interface OtlpReceiver {
@@ -538,6 +540,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       contentType,
       contentEncoding,
       status: 0,
+      headers: req.headers,
     };
     requests.push(entry);
     const reply = (

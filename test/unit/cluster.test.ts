@@ -7,7 +7,13 @@ import {
   type MetricData,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
-import { decideRole, PRIMARY_MARK, pm2Context } from '../../src/cluster';
+import {
+  decideRole,
+  PRIMARY_MARK,
+  pm2Context,
+  type WireMetric,
+  withFinal,
+} from '../../src/cluster';
 import { encodeMetrics, gaugeMerge, MetricsMerger } from '../../src/metrics/aggregate';
 import { PrometheusTextSerializer } from '../../src/metrics/prometheus-text';
 
@@ -151,6 +157,28 @@ describe('cluster: merging the collections of several processes', () => {
     const b = attrs(merger.merge(collection(2, [1, 1, 0], 0, 0, 1), []));
     assert.equal(a, b);
     assert.ok(Object.isFrozen(a));
+  });
+});
+
+describe("cluster: a worker's final series", () => {
+  const metric = (n: string, value: number): WireMetric => ({
+    n,
+    d: '',
+    u: '',
+    t: 3,
+    m: true,
+    p: [[{ status: '200' }, value]],
+  });
+
+  it('replace the same series of the last scrape and keep the others', () => {
+    const last = [metric('http_requests_total', 40), metric('otel_sdk_spans_total', 7)];
+    assert.deepEqual(withFinal(last, [metric('http_requests_total', 61)]), [
+      metric('otel_sdk_spans_total', 7),
+      metric('http_requests_total', 61),
+    ]);
+    assert.deepEqual(withFinal(undefined, [metric('http_requests_total', 3)]), [
+      metric('http_requests_total', 3),
+    ]);
   });
 });
 

@@ -13,7 +13,14 @@ import {
   SimpleSpanProcessor,
   TracerProvider,
 } from '@opentelemetry/sdk-trace';
-import { flushAtExit, fromWire, takeQueued, toWire, trackInFlight } from '../../src/exit-flush';
+import {
+  flushAtExit,
+  fromWire,
+  senderEnv,
+  takeQueued,
+  toWire,
+  trackInFlight,
+} from '../../src/exit-flush';
 import { FileSpanExporter } from '../../src/traces/file-exporter';
 
 const decode = (bytes: Uint8Array | undefined) => JSON.parse(new TextDecoder().decode(bytes));
@@ -59,6 +66,28 @@ function spans(): ReadableSpan[] {
 }
 
 describe('exit flush', () => {
+  it("the sender's environment: no NODE_OPTIONS nor debugging variables, the OTEL_* of the start", () => {
+    const env = senderEnv(
+      {
+        PATH: '/bin',
+        NODE_OPTIONS: '--import @datalab/otel/register --inspect',
+        NODE_DEBUG: 'http',
+        NODE_V8_COVERAGE: '/tmp/cov',
+        pm2_env: '{"OTEL_EXPORTER_OTLP_ENDPOINT":"http://collector:4318"}',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://changed-later:4318',
+        OTEL_EXPORTER_OTLP_HEADERS: 'x-late=1',
+        NODE_ENV: 'production',
+      },
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' },
+    );
+    assert.deepEqual(env, {
+      PATH: '/bin',
+      NODE_ENV: 'production',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+      OTEL_SDK_DISABLED: 'true',
+    });
+  });
+
   it('a span through the JSON wire serialises to the same OTLP request', () => {
     const original = spans();
     assert.equal(original.length, 2);
