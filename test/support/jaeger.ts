@@ -3,11 +3,10 @@
  * storage, its OTLP/gRPC receiver and query API on free local ports, no other listener, and no
  * telemetry of its own sent anywhere. Stopped by PID.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, ROOT } from './app';
+import { startConfigProcess } from './config-process';
 import { IN_CI } from './prometheus-server';
 import { skipBecause } from './skip';
 
@@ -35,11 +34,6 @@ export interface JaegerProcess {
   readonly output: string[];
   stop(): Promise<void>;
 }
-
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
 
 /** The all-in-one's pipeline, cut down to what the tests use. */
 function config(ports: { otlp: number; query: number; queryGrpc: number; health: number }) {
@@ -71,53 +65,20 @@ export async function startJaeger(binary: string): Promise<JaegerProcess> {
   const [otlp, query, queryGrpc, health] = (await Promise.all(
     Array.from({ length: 4 }, () => freePort()),
   )) as [number, number, number, number];
-  const dir = mkdtempSync(join(tmpdir(), 'datalab-jaeger-'));
-  const configFile = join(dir, 'config.yaml');
-  writeFileSync(configFile, JSON.stringify(config({ otlp, query, queryGrpc, health }), null, 1));
-  const child = spawn(binary, [`--config=${configFile}`], {
+  const queryUrl = `http://127.0.0.1:${query}`;
+  const { pid, output, stop } = await startConfigProcess({
+    name: 'jaeger',
+    binary,
+    config: config({ otlp, query, queryGrpc, health }),
     // Nothing of the test run's OTEL_* settings may reach Jaeger's own SDK.
     env: Object.fromEntries(
       Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')),
     ) as NodeJS.ProcessEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ready: async () => (await fetch(`${queryUrl}/api/v3/services`)).status === 200,
+    timeoutMs: 60_000,
+    pollMs: 200,
   });
-  live.add(child);
-  const output: string[] = [];
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => output.push(d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => output.push(d));
-  const exited = new Promise<void>((done) =>
-    child.once('exit', () => {
-      live.delete(child);
-      done();
-    }),
-  );
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const queryUrl = `http://127.0.0.1:${query}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      throw new Error(`jaeger exited (${child.exitCode}):\n${output.join('')}`);
-    }
-    const status = await fetch(`${queryUrl}/api/v3/services`).then(
-      (r) => r.status,
-      () => 0,
-    );
-    if (status === 200) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`jaeger's query API never answered:\n${output.join('')}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { pid: child.pid as number, otlpGrpc: `127.0.0.1:${otlp}`, queryUrl, output, stop };
+  return { pid, otlpGrpc: `127.0.0.1:${otlp}`, queryUrl, output, stop };
 }
 
 /** One trace from Jaeger's API v3 as OTLP JSON resourceSpans, or [] when it does not have it. */

@@ -3,11 +3,10 @@
  * .datalab/collector/) for the tests: finding it, running the shipped agent and gateway configs
  * with their listening ports moved to free local ones, and stopping them by PID.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, ROOT } from './app';
+import { type ConfigProcess, startConfigProcess } from './config-process';
 import { readYamlMap } from './prometheus-bundle';
 import { IN_CI } from './prometheus-server';
 import { isMap, type YamlMap, type YamlValue } from './prometheus-yaml';
@@ -104,25 +103,13 @@ export function shippedConfig(
   return config;
 }
 
-export interface CollectorProcess {
-  readonly pid: number;
+export interface CollectorProcess extends ConfigProcess {
   readonly ports: CollectorPorts;
-  readonly output: string[];
-  /** The config file it runs on: rewrite it and send SIGHUP to reload. */
-  readonly configFile: string;
-  /** Resolves when the process has exited. */
-  readonly exited: Promise<void>;
-  stop(): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
 /**
- * Runs the binary on `config` (written as JSON, which YAML reads) with `env` added to the test's
- * environment, and waits until health_check answers 200.
+ * Runs the binary on `config` with `env` added to the test's environment, and waits until
+ * health_check answers 200.
  */
 export async function startCollector(
   binary: string,
@@ -130,49 +117,16 @@ export async function startCollector(
   ports: CollectorPorts,
   env: Readonly<Record<string, string>> = {},
 ): Promise<CollectorProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'datalab-otelcol-'));
-  const configFile = join(dir, 'config.yaml');
-  writeFileSync(configFile, JSON.stringify(config, null, 1));
-  const child = spawn(binary, [`--config=${configFile}`], {
+  const started = await startConfigProcess({
+    name: 'datalab-otelcol',
+    binary,
+    config,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ready: async () => (await fetch(`http://127.0.0.1:${ports.health}/`)).status === 200,
+    timeoutMs: 30_000,
+    pollMs: 100,
   });
-  live.add(child);
-  const output: string[] = [];
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => output.push(d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => output.push(d));
-  const exited = new Promise<void>((done) =>
-    child.once('exit', () => {
-      live.delete(child);
-      done();
-    }),
-  );
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) {
-      throw new Error(`datalab-otelcol exited (${child.exitCode}):\n${output.join('')}`);
-    }
-    const status = await fetch(`http://127.0.0.1:${ports.health}/`).then(
-      (r) => r.status,
-      () => 0,
-    );
-    if (status === 200) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`datalab-otelcol never became healthy:\n${output.join('')}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { pid: child.pid as number, ports, output, configFile, exited, stop };
+  return { ...started, ports };
 }
 
 /** The Prometheus text a Collector serves on a port (its own metrics, or the exporter's). */
