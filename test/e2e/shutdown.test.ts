@@ -5,8 +5,8 @@
  * 128 + 15 = 143 for a shell or a container runtime), or the application's own way.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket } from 'node:net';
 import { type AppProcess, request, startApp } from '../support/app';
+import { blackHole } from '../support/black-hole';
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 
 const SERVER = 2;
@@ -51,26 +51,6 @@ const alive = (pid: number) => {
     return false;
   }
 };
-
-/** An OTLP endpoint that accepts connections and never answers. */
-async function blackHole(): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe('shutdown sequence', () => {
   let receiver: OtlpReceiver;
