@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { type AppProcess, request, startApp } from '../support/app';
+import { type ReceivedMetric, startOtlpReceiver } from '../support/otlp-receiver';
 import { requirePrometheusTool } from '../support/prometheus-server';
 import { parsePrometheusText, type Sample, samplesNamed } from '../support/prometheus-text';
 import { skipBecause } from '../support/skip';
@@ -256,6 +257,44 @@ describe('process metrics under prom-client names: /metrics against /proc and pr
         ['service'],
         `${name} carries service`,
       );
+    }
+  });
+
+  it('are pushed over OTLP under the same names, as cumulative monotonic sums and gauges, with service', async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      app = await startApp({
+        fixture: FIXTURE,
+        env: {
+          OTEL_TRACES_EXPORTER: 'none',
+          OTEL_METRICS_EXPORTER: 'prometheus,otlp',
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_METRIC_EXPORT_INTERVAL: '300',
+        },
+      });
+      const pushed = () => new Map(receiver.metrics.map((m) => [m.name, m]));
+      await receiver.waitFor(
+        () => PROM_CLIENT_FAMILIES.every((name) => pushed().has(name)),
+        10_000,
+        'every process series over OTLP',
+      );
+      const scraped = families(await app.scrapeText());
+      for (const name of PROM_CLIENT_FAMILIES) {
+        const metric = pushed().get(name) as ReceivedMetric;
+        const counter = scraped.get(name)?.type === 'counter';
+        assert.equal(metric.type, counter ? 'sum' : 'gauge', `${name} type`);
+        if (counter) {
+          assert.equal(metric.monotonic, true, `${name} monotonic`);
+          assert.equal(metric.temporality, 2, `${name} cumulative`);
+        }
+        assert.equal(metric.description, scraped.get(name)?.help, `${name} description`);
+        assert.equal(metric.dataPoints.length, 1, `${name}: one series`);
+        assert.equal(metric.dataPoints[0]?.attributes.service, SERVICE, `${name} service`);
+      }
+    } finally {
+      await app?.stop();
+      app = undefined;
+      await receiver.close();
     }
   });
 
