@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { type AppProcess, request, startApp } from '../support/app';
 import { type ReceivedMetric, startOtlpReceiver } from '../support/otlp-receiver';
-import { requirePrometheusTool } from '../support/prometheus-server';
+import { IN_CI, requirePrometheusTool } from '../support/prometheus-server';
 import { parsePrometheusText, type Sample, samplesNamed } from '../support/prometheus-text';
 import { skipBecause } from '../support/skip';
 
@@ -108,7 +108,9 @@ describe('process metrics under prom-client names: /metrics against /proc and pr
 
   before(function () {
     if (process.platform !== 'linux') {
-      skipBecause(this, 'these tests read /proc/<pid> (Linux only)');
+      const reason = 'these tests read /proc/<pid> (Linux only)';
+      if (IN_CI) throw new Error(`${reason}: CI runs on Linux`);
+      skipBecause(this, reason);
     }
   });
 
