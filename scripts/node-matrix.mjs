@@ -30,6 +30,7 @@ const FILES = [
   'preload.test.js', // --import/--require/NODE_OPTIONS, the /metrics scrape, OTLP spans
   'entrypoints.test.js', // ESM and CommonJS loader hooks, loaded twice, disabled, exit paths
   'correlation.test.js', // context across fetch and node:http, correlation IDs in logs
+  'server-timing.test.js', // ServerResponse.writeHead wrapped: Node's header merging rules
   'logging.test.js', // createLogger output, OTLP log export, the distro's own warnings
   'health.test.js', // zero-code health checks against real PostgreSQL and Redis
   'health-api.test.js', // the programmatic health API on Express and node:http

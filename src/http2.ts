@@ -40,6 +40,8 @@ import {
   CLIENT_CLOSED_REQUEST,
   unansweredStatus,
 } from './metrics/outcome';
+import { traceResponse } from './request/record';
+import { addTraceHeadersTo, useCorrelationHeader } from './request/response-headers';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 import { warnOnce } from './warnings';
 
@@ -123,6 +125,7 @@ export class Http2Instrumentation extends InstrumentationBase {
   constructor(options: Http2Options) {
     super(`${DISTRO_NAME}/http2`, DISTRO_VERSION, {});
     this.options = options;
+    useCorrelationHeader(options.header);
     this.open = options.trackOpen === false ? undefined : new OpenList();
     const self = this;
     this.onStreamClose = function (this: TrackedStream) {
@@ -310,7 +313,8 @@ export class Http2Instrumentation extends InstrumentationBase {
   /**
    * ServerHttp2Stream's prototype, patched once, on the first stream:
    * - respond/respondWithFD/respondWithFile: the correlation ID and `traceresponse` go into the
-   *   response headers unless the handler set them;
+   *   response headers unless the handler set them, `Server-Timing` and
+   *   `Access-Control-Expose-Headers` merged with the handler's (request/response-headers.ts);
    * - close/destroy: called on a stream Node has not closed yet, the server is closing it (the
    *   application, a session timeout or `session.destroy()`); when the client's RST_STREAM or its
    *   connection closes a stream, Node marks it closed first (statusOf).
@@ -363,14 +367,14 @@ function withCorrelationHeaders(
   exchange: Exchange,
 ): Http2.OutgoingHttpHeaders {
   const given = headers as Http2.OutgoingHttpHeaders | null | undefined;
-  const addTrace = exchange.span !== undefined && given?.traceresponse === undefined;
-  if (given?.[header] !== undefined && !addTrace) return given;
+  const span = exchange.span;
+  if (given?.[header] !== undefined && span === undefined) return given;
   // A copy: an application may pass the same headers object to every response.
   const out = { ...given };
   if (out[header] === undefined) out[header] = exchange.correlationId;
-  if (exchange.span !== undefined && addTrace) {
-    const sc = exchange.span.spanContext();
-    out.traceresponse = `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`;
+  if (span !== undefined) {
+    if (out.traceresponse === undefined) out.traceresponse = traceResponse(span);
+    addTraceHeadersTo(out, span);
   }
   return out;
 }

@@ -32,7 +32,8 @@ import { type HttpServerMetrics, responseStatus } from '../metrics/http';
 import { OpenList } from '../metrics/open-list';
 import type { AbandonedRequest } from '../metrics/outcome';
 import { warnOnce } from '../warnings';
-import { RequestRecord, recordOf, traceResponse } from './record';
+import { RequestRecord, recordOf } from './record';
+import { installHeaderMerge, setTraceHeaders } from './response-headers';
 import { endServerSpan, failServerSpan, serverSpanAttributes } from './server-span';
 
 const REQUEST_START_CHANNEL = 'http.server.request.start';
@@ -100,6 +101,7 @@ export class InboundRequests {
     diagnosticsChannel.subscribe(REQUEST_START_CHANNEL, this.onRequestStart);
     this.counting = true;
     this.options.metrics.enable();
+    if (this.options.tracer !== undefined) installHeaderMerge(this.options.header);
     if (!emitWrapped) {
       emitWrapped = true;
       // For the life of the process, like the instrumentations: requests served while telemetry
@@ -156,7 +158,7 @@ export class InboundRequests {
         span.setAttribute(CORRELATION_ATTRIBUTE, id);
       }
       ctx = trace.setSpan(ctx, span);
-      if (!response.headersSent) response.setHeader('traceresponse', traceResponse(span));
+      if (!response.headersSent) setTraceHeaders(response, span);
     } else {
       const parent = trace.getSpanContext(ctx);
       if (parent !== undefined && isSpanContextValid(parent)) record.traceId = parent.traceId;

@@ -190,6 +190,16 @@ describe('node:http2 servers', function () {
         assert.match(String(answer.headers['x-correlation-id']), /^[0-9a-f]{32}$|^order-flow-7$/);
       }
       assert.equal(streamAnswers[5]?.headers['x-correlation-id'], TRACE_ID);
+      // Browser code reads the trace from Server-Timing, as over HTTP/1.1.
+      for (const answer of [...compatAnswers, ...streamAnswers]) {
+        const traceresponse = String(answer.headers.traceresponse);
+        assert.match(traceresponse, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+        assert.equal(answer.headers['server-timing'], `traceparent;desc="${traceresponse}"`);
+        assert.equal(
+          answer.headers['access-control-expose-headers'],
+          'x-correlation-id, traceresponse, Server-Timing',
+        );
+      }
 
       // Server spans, at the OTLP receiver.
       await receiver.waitFor(
@@ -224,6 +234,46 @@ describe('node:http2 servers', function () {
     });
   }
 
+  it("both APIs: the handler's own Server-Timing and Access-Control-Expose-Headers stay first, ours appended", async () => {
+    app = await startApp({
+      fixture: 'http2-app.mjs',
+      env: {
+        ...NO_DEPENDENCIES,
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      },
+    });
+    const listening = JSON.parse(app.stdout.find((l) => l.includes('"listening"')) as string) as {
+      port: number;
+      streamPort: number;
+    };
+    const answers = [
+      ...(await h2requests(`http://127.0.0.1:${listening.port}`, [{ path: '/own-timing' }])),
+      ...(await h2requests(`http://127.0.0.1:${listening.streamPort}`, [{ path: '/own-timing' }])),
+    ];
+    await receiver.waitFor(
+      () => receiver.spans.filter((s) => s.kind === SERVER).length >= 2,
+      10_000,
+      '2 server spans',
+    );
+    for (const answer of answers) {
+      assert.equal(answer.status, 200);
+      const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(String(answer.headers.traceresponse));
+      assert.ok(m, String(answer.headers.traceresponse));
+      const span = receiver.spans.find((s) => s.kind === SERVER && s.traceId === m[1]);
+      assert.equal(span?.spanId, m[2], 'traceresponse names the server span');
+      assert.equal(
+        answer.headers['server-timing'],
+        `db;dur=53, traceparent;desc="${answer.headers.traceresponse}"`,
+      );
+      assert.equal(
+        answer.headers['access-control-expose-headers'],
+        'X-Foo, x-correlation-id, traceresponse, Server-Timing',
+      );
+    }
+    assert.deepEqual(app.warnings(), []);
+  });
+
   it('TLS with allowHTTP1: an HTTP/1.1 client on the same port is counted, traced and given its correlation ID', async function () {
     const tls = selfSigned(this);
     app = await startApp({
@@ -250,6 +300,10 @@ describe('node:http2 servers', function () {
     assert.equal(answer.httpVersion, '1.1');
     assert.equal(answer.statusCode, 200);
     assert.equal(answer.headers['x-correlation-id'], TRACE_ID);
+    assert.match(
+      String(answer.headers['server-timing']),
+      new RegExp(`^traceparent;desc="00-${TRACE_ID}-`),
+    );
     assert.equal(counts(await app.scrapeText()).get('GET /users/:id 200'), 1);
     await receiver.waitFor(() => receiver.spans.some((s) => s.kind === SERVER), 10_000, 'span');
     const span = receiver.spans.find((s) => s.kind === SERVER);
@@ -418,6 +472,11 @@ describe('node:http2 servers', function () {
     );
     assert.match(String(answers[0]?.headers['x-correlation-id']), /^[0-9a-f]{32}$/);
     assert.equal(answers[1]?.headers['x-correlation-id'], 'abc-123');
+    for (const answer of answers) {
+      assert.equal(answer.headers.traceresponse, undefined);
+      assert.equal(answer.headers['server-timing'], undefined);
+      assert.equal(answer.headers['access-control-expose-headers'], undefined);
+    }
     assert.equal(seen[0]?.['x-correlation-id'], 'abc-123');
     const total = counts(await app.scrapeText());
     assert.equal(total.get('GET /users/:id 200'), 1);
