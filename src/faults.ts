@@ -7,6 +7,7 @@ export type FaultPoint =
   | 'http-metrics-start'
   | 'http-metrics-finish'
   | 'inbound-context'
+  | 'response-headers'
   | 'http2-stream'
   | 'exit-flush';
 

@@ -14,6 +14,7 @@
  */
 import http, { type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Span } from '@opentelemetry/api';
+import { injectFault } from '../faults';
 import { warnOnce } from '../warnings';
 import { recordOf, traceResponse } from './record';
 
@@ -75,6 +76,7 @@ export function installHeaderMerge(correlationHeader: string): void {
       const given = typeof reason === 'string' ? obj : (obj ?? reason);
       let merged = given;
       try {
+        injectFault('response-headers');
         merged = mergeTraceHeaders(this, span, given);
       } catch (err) {
         warnOnce(

@@ -54,6 +54,8 @@ describe('faults inside distro hooks stay inside', function () {
     ['inbound-context', {}],
     // …and with no span sink (metrics only).
     ['inbound-context', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
+    // Server-Timing and Access-Control-Expose-Headers merged at writeHead (traced responses).
+    ['response-headers', {}],
   ];
   for (const [point, env] of POINTS) {
     const mode = env.OTEL_TRACES_EXPORTER === 'none' ? ' (metrics only)' : '';
