@@ -41,10 +41,10 @@ export const STATUS_ABORTED = 'aborted';
 export const STATUS_ERROR = 'error';
 export type FailedStatus = typeof STATUS_TIMEOUT | typeof STATUS_ABORTED | typeof STATUS_ERROR;
 
-// Node publishes `created` since 23.2 (and on the 22 releases it was backported to); `start`, when
-// the request gets its socket, is the fallback start time where `created` never comes.
+// `created` is published in the ClientRequest constructor, so in the caller's context and before
+// any wait for a socket (Node 22.15, the oldest supported, has it; `start` comes once the request
+// has its socket, and is not needed).
 const HTTP_CREATED = 'http.client.request.created';
-const HTTP_START = 'http.client.request.start';
 const HTTP_RESPONSE = 'http.client.response.finish';
 const HTTP_ERROR = 'http.client.request.error';
 const UNDICI_CREATE = 'undici:request:create';
@@ -171,8 +171,6 @@ export class HttpClientMetrics {
   // Created once; per call only the request's 'timeout' listener is added, and it is shared.
   private readonly onHttpCreated = (message: unknown) =>
     guard(this, this.httpCreated, (message as { request: TrackedClientRequest }).request);
-  private readonly onHttpStart = (message: unknown) =>
-    guard(this, this.httpCreated, (message as { request: TrackedClientRequest }).request);
   private readonly onHttpResponse = (message: unknown) => guard(this, this.httpResponse, message);
   private readonly onHttpError = (message: unknown) => guard(this, this.httpError, message);
   private readonly onUndiciCreate = (message: unknown) => guard(this, this.undiciCreate, message);
@@ -193,7 +191,6 @@ export class HttpClientMetrics {
   enable(): void {
     if (this.subscribed) return;
     diagnosticsChannel.subscribe(HTTP_CREATED, this.onHttpCreated);
-    diagnosticsChannel.subscribe(HTTP_START, this.onHttpStart);
     diagnosticsChannel.subscribe(HTTP_RESPONSE, this.onHttpResponse);
     diagnosticsChannel.subscribe(HTTP_ERROR, this.onHttpError);
     diagnosticsChannel.subscribe(UNDICI_CREATE, this.onUndiciCreate);
@@ -205,7 +202,6 @@ export class HttpClientMetrics {
   disable(): void {
     if (!this.subscribed) return;
     diagnosticsChannel.unsubscribe(HTTP_CREATED, this.onHttpCreated);
-    diagnosticsChannel.unsubscribe(HTTP_START, this.onHttpStart);
     diagnosticsChannel.unsubscribe(HTTP_RESPONSE, this.onHttpResponse);
     diagnosticsChannel.unsubscribe(HTTP_ERROR, this.onHttpError);
     diagnosticsChannel.unsubscribe(UNDICI_CREATE, this.onUndiciCreate);
@@ -214,9 +210,7 @@ export class HttpClientMetrics {
     this.subscribed = false;
   }
 
-  /** `created`, or `start` for a request `created` did not announce (older Node.js 22). */
   private httpCreated(request: TrackedClientRequest): void {
-    if (request[kStart] !== undefined) return;
     // The channel runs in the caller's context: the distro's exporters call inside a suppressed one.
     if (isTracingSuppressed(context.active())) {
       request[kStart] = DONE;

@@ -9,6 +9,7 @@ import {
   HttpClientMetrics,
   OVERFLOW_PEER,
   peerOfOrigin,
+  startHttpClientMetrics,
 } from '../../src/metrics/http-client';
 import { DistroCounter, DistroHistogram } from '../../src/metrics/instruments';
 import { setWarningSink, type WarningSink } from '../../src/warnings';
@@ -186,5 +187,39 @@ describe('HttpClientMetrics on the undici channels', () => {
     const overflow = warnings.filter((w) => w.startsWith('DLOTEL_PEER_OVERFLOW'));
     assert.equal(overflow.length, 1);
     assert.match(overflow[0] as string, /DATALAB_MAX_PEERS=2\b.*"c:80"/);
+  });
+});
+
+describe('startHttpClientMetrics', () => {
+  const config = (httpClient: boolean) =>
+    ({
+      serviceName: 'svc',
+      metrics: { httpClient, maxPeers: 5, httpBuckets: [0.1, 1] },
+    }) as unknown as Parameters<typeof startHttpClientMetrics>[0];
+
+  it('adds the two instruments, with the inbound buckets, and subscribes', () => {
+    const instruments = { counters: [] as DistroCounter[], histograms: [] as DistroHistogram[] };
+    const metrics = startHttpClientMetrics(config(true), instruments);
+    try {
+      assert.ok(metrics);
+      assert.deepEqual(
+        instruments.counters.map((c) => c.options.name),
+        ['http_client_requests_total'],
+      );
+      assert.deepEqual(
+        instruments.histograms.map((h) => [h.options.name, h.boundaries]),
+        [['http_client_request_duration_seconds', [0.1, 1]]],
+      );
+      assert.ok(diagnosticsChannel.hasSubscribers('http.client.request.created'));
+      assert.ok(diagnosticsChannel.hasSubscribers('undici:request:create'));
+    } finally {
+      metrics?.disable();
+    }
+  });
+
+  it('DATALAB_HTTP_CLIENT_METRICS=false: nothing is added or started', () => {
+    const instruments = { counters: [] as DistroCounter[], histograms: [] as DistroHistogram[] };
+    assert.equal(startHttpClientMetrics(config(false), instruments), undefined);
+    assert.deepEqual(instruments, { counters: [], histograms: [] });
   });
 });
