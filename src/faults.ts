@@ -6,7 +6,6 @@
 export type FaultPoint =
   | 'http-metrics-start'
   | 'http-metrics-finish'
-  | 'request-hook'
   | 'inbound-context'
   | 'http2-stream'
   | 'exit-flush';

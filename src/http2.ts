@@ -24,17 +24,15 @@ import {
   SpanKind,
   trace,
 } from '@opentelemetry/api';
-import { RPCType } from '@opentelemetry/core';
 import {
   InstrumentationBase,
   InstrumentationNodeModuleDefinition,
 } from '@opentelemetry/instrumentation';
 import { inboundCorrelationId, withCorrelationId } from './correlation/context';
-import { markRequestCorrelationId } from './correlation/http';
 import { CORRELATION_ATTRIBUTE } from './correlation/id';
 import { inboundContext } from './correlation/inbound';
 import { injectFault } from './faults';
-import { type HttpServerMetrics, responseStatus, trackRequestRoute } from './metrics/http';
+import type { HttpServerMetrics } from './metrics/http';
 import { OpenList } from './metrics/open-list';
 import {
   type AbandonedRequest,
@@ -74,6 +72,8 @@ export interface Http2Options {
   readonly tracing: boolean;
   /** Whether open streams are tracked for the exit flush (DATALAB_EXIT_FLUSH_TIMEOUT_MS > 0). */
   readonly trackOpen?: boolean;
+  /** Completes the node:http request record of an HTTP/1.1 request (allowHTTP1). */
+  readonly http1: (request: IncomingMessage, response: ServerResponse, scheme: string) => Context;
 }
 
 /**
@@ -277,35 +277,12 @@ export class Http2Instrumentation extends InstrumentationBase {
   }
 
   /**
-   * An HTTP/1.1 request on an `allowHTTP1` TLS server: node:http parses it and the HTTP metrics
-   * count it (the `http.server.request.start` channel), but instrumentation-http wraps only
-   * node:http and node:https servers. The context, the correlation ID and the span come from here.
+   * An HTTP/1.1 request on an `allowHTTP1` TLS server: node:http parses it and announces it on
+   * the `http.server.request.start` channel, but its `request` event is this server's, not a
+   * node:http server's: the request record is completed from here (request/lifecycle.ts).
    */
   private beginHttp1(request: IncomingMessage, response: ServerResponse, scheme: string) {
-    const { ctx, id, span } = this.inbound(
-      request.headers,
-      request.method,
-      this.options.tracing ? http1Attributes(request, scheme) : undefined,
-    );
-    markRequestCorrelationId(request, id);
-    if (span !== undefined) {
-      // The metrics read the span from here (access log, requests still open at exit).
-      trackRequestRoute(request, { type: RPCType.HTTP, span });
-      const sc = span.spanContext();
-      response.setHeader(
-        'traceresponse',
-        `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`,
-      );
-      response.once('close', () => {
-        // At exit (abandonOpen) the exit flush has ended it already.
-        if (!span.isRecording()) return;
-        // The status the HTTP metrics count for this response (metrics/http.ts, finish).
-        applyOutcome(span, responseStatus(response));
-        span.end();
-      });
-    }
-    response.setHeader(this.options.header, id);
-    return ctx;
+    return this.options.http1(request, response, scheme);
   }
 
   private finish(stream: TrackedStream, status: number, closed: boolean): void {
@@ -396,24 +373,6 @@ function withCorrelationHeaders(
     out.traceresponse = `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? '01' : '00'}`;
   }
   return out;
-}
-
-function http1Attributes(request: IncomingMessage, scheme: string): Attributes {
-  const url = request.url ?? '';
-  const q = url.indexOf('?');
-  const attributes: Attributes = {
-    'http.request.method': request.method,
-    'url.scheme': scheme,
-    'url.path': q === -1 ? url : url.slice(0, q),
-    'network.protocol.name': 'http',
-    'network.protocol.version': request.httpVersion,
-  };
-  if (q !== -1) attributes['url.query'] = url.slice(q + 1);
-  const agent = request.headers['user-agent'];
-  if (agent !== undefined) attributes['user_agent.original'] = agent;
-  const address = request.socket?.remoteAddress;
-  if (address !== undefined) attributes['client.address'] = address;
-  return attributes;
 }
 
 /** The stable HTTP semantic conventions instrumentation-http records for node:http. */

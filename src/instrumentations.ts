@@ -2,9 +2,6 @@
  * The instrumentations the distro ships, each loaded only when enabled: requiring all of
  * auto-instrumentations-node costs ~0.5 s of start-up for ~40 packages when six are used.
  */
-import { IncomingMessage, ServerResponse } from 'node:http';
-import { context, type Span } from '@opentelemetry/api';
-import { getRPCMetadata } from '@opentelemetry/core';
 import {
   type Instrumentation,
   InstrumentationBase,
@@ -12,23 +9,16 @@ import {
 } from '@opentelemetry/instrumentation';
 import { withDistroApi } from './api-copy';
 import type { Config, InstrumentationName } from './config';
-import { adoptCorrelationId, correlationResponseHook } from './correlation/http';
 import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
-import { injectFault } from './faults';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
-import { expressEndpoint, responseStatus, trackRequestRoute } from './metrics/http';
-import { applyOutcome } from './metrics/outcome';
+import { expressEndpoint } from './metrics/http';
 import { DISTRO_VERSION } from './version';
-import { warn, warnOnce } from './warnings';
+import { warn } from './warnings';
 
 export interface InstrumentationHooks {
-  /** True for requests the distro itself serves: they are never traced. */
-  readonly ignoreIncomingRequest: (req: IncomingMessage) => boolean;
-  /**
-   * Whether spans leave the process. Without, the inbound context is set by
-   * correlation/inbound.ts and the instrumentations whose only product is spans are not loaded.
-   */
+  /** Whether spans leave the process. Without, the instrumentations whose only product is spans
+   * are not loaded. */
   readonly tracing: boolean;
 }
 
@@ -140,17 +130,12 @@ function deferredInstrumentation(
 // `require` inside each factory keeps the package unloaded until it is enabled. The deferred
 // ones (DEFERRED_MODULES) are built disabled: their stand-in holds the hooks.
 const FACTORIES: Record<InstrumentationName, Factory> = {
-  http: (config, hooks) => {
+  http: () => {
     const { HttpInstrumentation } =
       require('@opentelemetry/instrumentation-http') as typeof import('@opentelemetry/instrumentation-http');
-    return new HttpInstrumentation({
-      // Outbound calls still carry the trace and correlation headers.
-      disableIncomingRequestInstrumentation: !hooks.tracing,
-      ignoreIncomingRequestHook: hooks.ignoreIncomingRequest,
-      requestHook: incomingRequestHook,
-      responseHook: correlationResponseHook(config.correlation.header),
-      applyCustomAttributesOnSpan: unansweredOutcome,
-    });
+    // Outbound calls only: inbound requests get their context, correlation ID and server span
+    // from request/lifecycle.ts, which makes the same spans for less (docs/performance.md).
+    return new HttpInstrumentation({ disableIncomingRequestInstrumentation: true });
   },
   undici: () => {
     const { UndiciInstrumentation } =
@@ -224,48 +209,6 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     return new RuntimeNodeInstrumentation();
   },
 };
-
-/**
- * instrumentation-http's requestHook, for inbound requests only (it also runs for outbound
- * ones): remember the route holder for the metrics, adopt or create the correlation ID.
- */
-function incomingRequestHook(span: Span, request: unknown): void {
-  try {
-    if (!(request instanceof IncomingMessage)) return;
-    injectFault('request-hook');
-    const rpc = getRPCMetadata(context.active());
-    if (rpc === undefined) return;
-    trackRequestRoute(request, rpc);
-    adoptCorrelationId(span, request, rpc);
-  } catch (err) {
-    warnOnce(
-      'DLOTEL_INTERNAL_ERROR',
-      'request-hook',
-      `request hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  }
-}
-
-/**
- * instrumentation-http's last word on a span before it ends. A server response that closed
- * without sending anything still has the default `statusCode` 200, which the instrumentation
- * records as the span's status; the metrics count it as 499 (the client went away), 408 (Node's
- * request timeout) or 500 (the application never answered). The span is made to say the same:
- * its status code, and ERROR for the 500 only (a 4xx is not a server error). Answered responses
- * cost one type check and one property read.
- */
-function unansweredOutcome(span: Span, _request: unknown, response: unknown): void {
-  try {
-    if (!(response instanceof ServerResponse) || response.headersSent) return;
-    applyOutcome(span, responseStatus(response));
-  } catch (err) {
-    warnOnce(
-      'DLOTEL_INTERNAL_ERROR',
-      'span-outcome',
-      `span outcome hook failed and was skipped: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  }
-}
 
 /**
  * What these make is spans and nothing else (route templates for the metrics come from Express

@@ -5,7 +5,7 @@
  * ~0.1 s more start-up than the parts used here).
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, Server } from 'node:http';
+import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import {
   type MeterProvider as ApiMeterProvider,
@@ -37,7 +37,6 @@ import {
 import type { Sampler, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { clusterWorkersCheck } from './cluster';
 import type { Config, DiagLevelName } from './config';
-import { enableInboundContext } from './correlation/inbound';
 import { CorrelationPropagator } from './correlation/propagator';
 import { CorrelationSpanProcessor } from './correlation/span-processor';
 import { ClientRegistry, DbClientsInstrumentation } from './db/clients';
@@ -63,6 +62,7 @@ import { startHttpClientMetrics } from './metrics/http-client';
 import { DistroCounter, DistroHistogram, DistroProducer } from './metrics/instruments';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
+import { InboundRequests } from './request/lifecycle';
 import { SpanScrubber } from './span-scrubber';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 
@@ -317,9 +317,16 @@ export function startTelemetry(config: Config): Telemetry {
     maxEndpoints: config.metrics.maxEndpoints,
     isOwnServer,
     accessLog: config.logging.accessLog ? createAccessLog(config) : undefined,
+  });
+  const serverSpans = tracing && config.instrumentations.includes('http');
+  const inbound = new InboundRequests({
+    header: config.correlation.header,
+    isOwnServer,
+    metrics: httpMetrics,
+    tracer: serverSpans ? trace.getTracer(DISTRO_NAME, DISTRO_VERSION) : undefined,
     trackOpen: config.exitFlushTimeoutMs > 0,
   });
-  httpMetrics.enable();
+  inbound.enable();
   const httpClientMetrics = startHttpClientMetrics(config, instruments);
   createProcessMetrics(meter, config.serviceName);
   createExportMetrics(meter, config.serviceName);
@@ -330,17 +337,13 @@ export function startTelemetry(config: Config): Telemetry {
   );
 
   // Instrumentations last: from here on, modules the application loads get patched.
-  const instrumentations = createInstrumentations(config, {
-    ignoreIncomingRequest: (req: IncomingMessage) =>
-      isOwnServer((req.socket as { server?: Server } | undefined)?.server),
-    tracing,
-  });
-  if (!tracing) enableInboundContext({ header: config.correlation.header, isOwnServer });
+  const instrumentations = createInstrumentations(config, { tracing });
   const http2 = new Http2Instrumentation({
     header: config.correlation.header,
     metrics: httpMetrics,
-    tracing: tracing && config.instrumentations.includes('http'),
+    tracing: serverSpans,
     trackOpen: config.exitFlushTimeoutMs > 0,
+    http1: (request, response, scheme) => inbound.begin(request, response, scheme),
   });
   registerInstrumentations({
     instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients, http2],
@@ -358,7 +361,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   let shutdownPromise: Promise<void> | undefined;
   let stopped = false;
-  const abandonOpenRequests = () => [...httpMetrics.abandonOpen(), ...http2.abandonOpen()];
+  const abandonOpenRequests = () => [...inbound.abandonOpen(), ...http2.abandonOpen()];
   return {
     config,
     management,
@@ -392,7 +395,7 @@ export function startTelemetry(config: Config): Telemetry {
       shutdownPromise ??= (async () => {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
         // other wrappers of the same methods.
-        httpMetrics.disable();
+        inbound.disable();
         httpClientMetrics?.disable();
         await Promise.allSettled([
           management.close(),

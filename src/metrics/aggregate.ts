@@ -6,7 +6,8 @@
  * - histograms: added bucket by bucket (count and sum too; min and max kept as such);
  * - gauges: added (requests in flight, memory, connections, heap are amounts), except levels,
  *   where a sum means nothing: the event-loop delay and utilisation take the worst process
- *   (max) and `health_check_status` the worst status (min).
+ *   (max) and `health_check_status` the worst status (min); `process_start_time_seconds` takes
+ *   the latest start (so a worker's restart shows as one) and `nodejs_version_info` stays 1.
  *
  * Series are matched by metric name and label set; `target_info` is the serving process's own.
  */
@@ -25,6 +26,7 @@ type GaugeMerge = 'sum' | 'max' | 'min';
 export function gaugeMerge(name: string): GaugeMerge {
   if (name.startsWith('nodejs_eventloop_')) return 'max';
   if (name === 'health_check_status') return 'min';
+  if (name === 'process_start_time_seconds' || name === 'nodejs_version_info') return 'max';
   return 'sum';
 }
 

@@ -1,51 +1,24 @@
 /**
- * The HTTP RED metrics of SPEC §3, recorded from the request lifecycle itself (Node's
- * `http.server.request.start` diagnostics channel and the response's `close` event), not from
- * spans: counts stay exact whatever the sampler decides, and they work even with the http
- * instrumentation disabled (only the route template then falls back to the normalised path).
+ * The HTTP RED metrics of SPEC §3, counted from the request record (request/lifecycle.ts), made
+ * from Node's `http.server.request.start` diagnostics channel and closed by the response's `close`
+ * event, not from spans: counts stay exact whatever the sampler decides, and they do not depend on
+ * any instrumentation (only the Express route template needs Express's own request properties).
  *
- * Hot-path budget per request: two clock reads, two listeners, three map lookups, one counter
- * increment and one histogram record (a bucket search). The counter and the histogram are the
- * distro's own (instruments.ts) and the in-flight gauge is a number read at collection time, so
- * a request costs no SDK call. With tracing on, one more property write: the span's route. With
- * the exit flush on (DATALAB_EXIT_FLUSH_TIMEOUT_MS > 0), a few property writes link the response
- * into the list of open requests and out again (open-list.ts).
+ * Hot-path budget per request: three map lookups, one counter increment and one histogram record
+ * (a bucket search). The counter and the histogram are the distro's own (instruments.ts) and the
+ * in-flight gauge is a number read at collection time, so a request costs no SDK call.
  */
-import diagnosticsChannel from 'node:diagnostics_channel';
-import { IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
-import type { Attributes, Meter, Span } from '@opentelemetry/api';
-import type { RPCMetadata } from '@opentelemetry/core';
-import { requestCorrelationId } from '../correlation/http';
-import { injectFault } from '../faults';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Attributes, Meter } from '@opentelemetry/api';
 import type { AccessRecord } from '../logging/access-log';
+import type { RequestRecord } from '../request/record';
 import { warnOnce } from '../warnings';
 import { EndpointRegistry, normalizeMethod, normalizePath, OVERFLOW_ENDPOINT } from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
-import { OpenList } from './open-list';
-import { type AbandonedRequest, unansweredStatus } from './outcome';
+import { unansweredStatus } from './outcome';
 import { countUpgrades } from './upgrade';
 
-const REQUEST_START_CHANNEL = 'http.server.request.start';
-const kStart = Symbol('datalab.otel.requestStart');
-const kRpc = Symbol('datalab.otel.rpcMetadata');
-const kResponse = Symbol('datalab.otel.response');
-
-interface RequestStartMessage {
-  request: IncomingMessage;
-  response: ServerResponse;
-  server: Server;
-}
-
-interface RouteHolder {
-  route?: unknown;
-  span?: Span;
-}
-
-type TrackedResponse = ServerResponse & { [kStart]?: number };
-type TrackedRequest = IncomingMessage & {
-  [kRpc]?: RouteHolder;
-  [kResponse]?: TrackedResponse;
+type ExpressRequest = IncomingMessage & {
   // Set by Express: `app` on every request it handles, `route` once a route matched, `baseUrl`
   // the mount path of the router (or sub-app, or mounted middleware) handling it, `originalUrl`
   // the URL before Express stripped mount paths from `url`.
@@ -67,52 +40,33 @@ export interface HttpMetricsOptions {
   readonly requests: DistroCounter;
   readonly durations: DistroHistogram;
   readonly maxEndpoints: number;
-  /** The distro's own management server: its requests are never counted. */
+  /** The distro's own management server: its upgrade requests are never counted. */
   readonly isOwnServer: (server: Server) => boolean;
   /** DATALAB_ACCESS_LOG: called once per completed request. */
   readonly accessLog?: (record: AccessRecord) => void;
-  /**
-   * Whether open requests are tracked for the exit flush (DATALAB_EXIT_FLUSH_TIMEOUT_MS > 0);
-   * without it a request costs no list insertion and removal. Default true.
-   */
-  readonly trackOpen?: boolean;
 }
 
-/** What the access log says of a request of another transport (node:http2). */
-interface ExchangeIds {
+/** What the access log says of a request: its IDs (a request record, or a node:http2 exchange). */
+interface RequestIds {
   readonly traceId?: string;
   readonly correlationId?: string;
 }
 
-/**
- * Called from instrumentation-http's `requestHook`, inside the server span's context, with the
- * RPC metadata object that the framework instrumentations (Express) fill with the matched route
- * template. Keeping a reference lets the response's close handler read the route (and the
- * server span, for the access log) later.
- */
-export function trackRequestRoute(request: IncomingMessage, rpc: RPCMetadata): void {
-  (request as TrackedRequest)[kRpc] = rpc;
-}
-
 export class HttpServerMetrics {
-  private inFlight = 0;
+  /** Requests in flight, kept by whoever starts and finishes them (request/lifecycle.ts, http2.ts). */
+  inFlight = 0;
   /** endpoint → method → its duration series and its counters by status code. */
   private readonly series = new Map<string, Map<string, MethodSeries>>();
   private readonly endpoints: EndpointRegistry;
   private readonly serviceAttributes: Attributes;
-  private readonly onRequestStart: (message: unknown) => void;
-  private readonly onResponseClose: (this: ServerResponse) => void;
-  private readonly onRequestClose: (this: IncomingMessage) => void;
-  private subscribed = false;
-  /** Responses not closed yet: what is still open when the process exits (abandonOpen). */
-  private readonly open: OpenList<TrackedResponse> | undefined;
+  private enabled = false;
+  private upgradesCounted = false;
 
   constructor(
     meter: Meter,
     private readonly options: HttpMetricsOptions,
   ) {
     this.serviceAttributes = Object.freeze({ service: options.service });
-    this.open = options.trackOpen === false ? undefined : new OpenList();
     this.endpoints = new EndpointRegistry(options.maxEndpoints, (endpoint) =>
       warnOnce(
         'DLOTEL_ENDPOINT_OVERFLOW',
@@ -127,96 +81,47 @@ export class HttpServerMetrics {
         description: 'Inbound HTTP requests in flight.',
       })
       .addCallback((result) => result.observe(this.inFlight, this.serviceAttributes));
-
-    // Both handlers are created once; per request only the response gets a listener.
-    this.onRequestStart = (message) => {
-      try {
-        this.start(message as RequestStartMessage);
-      } catch (err) {
-        reportInternal(err);
-      }
-    };
-    const self = this;
-    this.onResponseClose = function (this: ServerResponse) {
-      try {
-        self.finish(this as TrackedResponse);
-      } catch (err) {
-        reportInternal(err);
-      }
-    };
-    // Pipelined requests queued behind another one never get a response 'close' when the
-    // socket dies; Node destroys their request with an error instead.
-    this.onRequestClose = function (this: IncomingMessage) {
-      try {
-        const response = (this as TrackedRequest)[kResponse];
-        if (response && this.errored) self.finish(response);
-      } catch (err) {
-        reportInternal(err);
-      }
-    };
   }
 
   enable(): void {
-    if (this.subscribed) return;
-    diagnosticsChannel.subscribe(REQUEST_START_CHANNEL, this.onRequestStart);
-    this.subscribed = true;
+    this.enabled = true;
+    if (this.upgradesCounted) return;
+    this.upgradesCounted = true;
     countUpgrades((request, status, seconds) => {
-      if (this.subscribed) this.countUpgrade(request, status, seconds);
+      if (this.enabled) this.countUpgrade(request, status, seconds);
     }, this.options.isOwnServer);
   }
 
   disable(): void {
-    if (!this.subscribed) return;
-    diagnosticsChannel.unsubscribe(REQUEST_START_CHANNEL, this.onRequestStart);
-    this.subscribed = false;
+    this.enabled = false;
   }
 
-  private start({ request, response, server }: RequestStartMessage): void {
-    injectFault('http-metrics-start');
-    if (this.options.isOwnServer(server)) return;
-    (response as TrackedResponse)[kStart] = performance.now();
-    (request as TrackedRequest)[kResponse] = response;
-    this.inFlight++;
-    this.open?.add(response as TrackedResponse);
-    // 'close' fires once for every response: after 'finish', or when the socket dies first.
-    response.on('close', this.onResponseClose);
-    request.on('close', this.onRequestClose);
-  }
-
-  private endpointOf(request: TrackedRequest): string {
+  /**
+   * The endpoint a request is counted under. For a request Express handled, the template is also
+   * the route the server span reports: instrumentation-express leaves one in the record that
+   * loses sub-app mounts.
+   */
+  private endpointOf(request: ExpressRequest, record: RequestRecord): string {
     if (request.app !== undefined) {
       const template = expressEndpoint(request);
-      // With tracing on, the server span takes its `http.route` (and name) from the RPC metadata
-      // when its own 'close' listener runs, which is after this one (the diagnostics channel
-      // fires before the 'request' event). instrumentation-express leaves a route there that
-      // loses sub-app mounts; the span gets the metrics' template instead.
-      const rpc = request[kRpc];
-      if (rpc !== undefined) rpc.route = template;
+      record.route = template;
       if (template !== undefined) return this.endpoints.admit(template, true);
       const url = request.originalUrl;
       return this.endpoints.admit(normalizePath(typeof url === 'string' ? url : request.url));
     }
-    const route = routeOf(request);
-    return route === undefined
-      ? this.endpoints.admit(normalizePath(request.url))
-      : this.endpoints.admit(route, true);
+    const route = record.route;
+    if (typeof route === 'string' && route !== '') return this.endpoints.admit(route, true);
+    if (request.route !== undefined) {
+      const template = expressRoute(request);
+      if (template !== undefined) return this.endpoints.admit(template, true);
+    }
+    return this.endpoints.admit(normalizePath(request.url));
   }
 
-  /** Counts a closed response once; returns the status it was counted with. */
-  private finish(response: TrackedResponse): number | undefined {
-    injectFault('http-metrics-finish');
-    const startedAt = response[kStart];
-    if (startedAt === undefined) return undefined;
-    response[kStart] = undefined;
-    this.inFlight--;
-    this.open?.delete(response);
-    (response.req as TrackedRequest)[kResponse] = undefined;
-    const seconds = (performance.now() - startedAt) / 1000;
-
-    const request = response.req as TrackedRequest;
-    const status = responseStatus(response);
-    this.record(request.method, this.endpointOf(request), status, seconds, request);
-    return status;
+  /** A closed node:http request, with the status it is counted with (responseStatus). */
+  count(record: RequestRecord, status: number, seconds: number): void {
+    const request = record.request as ExpressRequest;
+    this.record(request.method, this.endpointOf(request, record), status, seconds, record);
   }
 
   /**
@@ -231,7 +136,7 @@ export class HttpServerMetrics {
         this.endpoints.admit(normalizePath(request.url)),
         status,
         seconds,
-        request as TrackedRequest,
+        NO_IDS,
       );
     } catch (err) {
       reportInternal(err);
@@ -239,15 +144,14 @@ export class HttpServerMetrics {
   }
 
   /**
-   * The one place a request is counted (and access-logged), whatever its transport: `source` is
-   * the node:http request, or the IDs of a node:http2 exchange, read only for the access log.
+   * The one place a request is counted (and access-logged), whatever its transport.
    */
   private record(
     rawMethod: string | undefined,
     endpoint: string,
     status: number,
     seconds: number,
-    source: TrackedRequest | ExchangeIds,
+    ids: RequestIds,
   ): void {
     const method = normalizeMethod(rawMethod);
 
@@ -279,41 +183,15 @@ export class HttpServerMetrics {
     series.durations.record(seconds);
 
     if (this.options.accessLog) {
-      const request = source instanceof IncomingMessage ? (source as TrackedRequest) : undefined;
       this.options.accessLog({
         method,
         endpoint,
         status: counter.attributes.status as string,
         durationSeconds: seconds,
-        traceId:
-          request === undefined
-            ? (source as ExchangeIds).traceId
-            : request[kRpc]?.span?.spanContext().traceId,
-        correlationId:
-          request === undefined
-            ? (source as ExchangeIds).correlationId
-            : requestCorrelationId(request),
+        traceId: ids.traceId,
+        correlationId: ids.correlationId,
       });
     }
-  }
-  /**
-   * The process is exiting with these responses still open (shutdown.ts): each is counted now
-   * (one that never sent its headers as unanswered, 500) and its server span, when traced, is
-   * returned with that status for the caller to end the same way, since no 'close' will come.
-   */
-  abandonOpen(): AbandonedRequest[] {
-    const abandoned: AbandonedRequest[] = [];
-    if (this.open === undefined) return abandoned;
-    for (const response of this.open.toArray()) {
-      try {
-        const span = (response.req as TrackedRequest)[kRpc]?.span;
-        const status = this.finish(response);
-        if (span !== undefined && status !== undefined) abandoned.push({ span, status });
-      } catch (err) {
-        reportInternal(err);
-      }
-    }
-    return abandoned;
   }
 
   /**
@@ -322,7 +200,7 @@ export class HttpServerMetrics {
    * exchangeFinished for it.
    */
   exchangeStarted(): boolean {
-    if (!this.subscribed) return false;
+    if (!this.enabled) return false;
     this.inFlight++;
     return true;
   }
@@ -336,12 +214,14 @@ export class HttpServerMetrics {
     path: string | undefined,
     status: number,
     seconds: number,
-    ids: ExchangeIds,
+    ids: RequestIds,
   ): void {
     this.inFlight--;
     this.record(method, this.endpoints.admit(normalizePath(path)), status, seconds, ids);
   }
 }
+
+const NO_IDS: RequestIds = Object.freeze({});
 
 /**
  * The status a finished (closed) response is counted with: the one sent; for a response that
@@ -353,13 +233,6 @@ export class HttpServerMetrics {
 export function responseStatus(response: ServerResponse): number {
   if (response.headersSent) return response.statusCode;
   return unansweredStatus(response.req?.socket);
-}
-
-/** A route template some framework instrumentation put in the RPC metadata, else undefined. */
-function routeOf(request: TrackedRequest): string | undefined {
-  const route = request[kRpc]?.route;
-  if (typeof route === 'string' && route !== '') return route;
-  return request.route === undefined ? undefined : expressRoute(request);
 }
 
 /** Mount path → `<mount>/*`, so that a request to mounted middleware builds no string. */

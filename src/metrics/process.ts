@@ -1,10 +1,17 @@
 /**
- * Process metrics: `memory_usage_bytes` (SPEC §3, resident set size), and the Node.js runtime
- * health series, taken from OpenTelemetry's runtime instrumentation and renamed by view to
- * Prometheus conventions with the `service` label.
+ * Process metrics: `memory_usage_bytes` (SPEC §3, resident set size); the process series of
+ * prom-client's default metrics, under its names, types and help texts (SPEC §3: dashboards and
+ * alerts written for prom-client keep working); and the Node.js runtime health series, taken from
+ * OpenTelemetry's runtime instrumentation and renamed by view to Prometheus conventions with the
+ * `service` label.
+ *
+ * Everything here is read in observable callbacks, that is when a reader collects (a scrape, a
+ * push): nothing is recorded per request.
  */
-import type { Attributes, Meter } from '@opentelemetry/api';
+import { readdirSync, readFileSync } from 'node:fs';
+import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
+import { warnOnce } from '../warnings';
 
 export function createProcessMetrics(meter: Meter, service: string): void {
   const attributes: Attributes = Object.freeze({ service });
@@ -15,6 +22,177 @@ export function createProcessMetrics(meter: Meter, service: string): void {
     })
     // memoryUsage.rss() reads one number; memoryUsage() would walk the V8 heap as well.
     .addCallback((result) => result.observe(process.memoryUsage.rss(), attributes));
+  createPromClientMetrics(meter, service, process.platform === 'linux');
+}
+
+/** A callback that reports its first failure and never throws into the SDK (or the app). */
+function guarded<A extends unknown[]>(what: string, callback: (...args: A) => void) {
+  return (...args: A): void => {
+    try {
+      callback(...args);
+    } catch (err) {
+      warnOnce('DLOTEL_INTERNAL_ERROR', `process-metrics-${what}`, `${what} metrics: ${err}`);
+    }
+  };
+}
+
+/**
+ * prom-client 15's default process metrics (lib/metrics/process*.js, osMemoryHeap*.js,
+ * version.js), same names, types, help and, on Linux, the same /proc sources. Differences, all
+ * in the values' favour: the CPU counters count from the process's start (prom-client's from
+ * when it was set up), the start time is not rounded to the second, and the file-descriptor
+ * limit is read at every collection (it can be raised while the process runs).
+ */
+export function createPromClientMetrics(meter: Meter, service: string, linux: boolean): void {
+  const attributes: Attributes = Object.freeze({ service });
+
+  const cpuUser = meter.createObservableCounter('process_cpu_user_seconds_total', {
+    description: 'Total user CPU time spent in seconds.',
+    unit: 's',
+  });
+  const cpuSystem = meter.createObservableCounter('process_cpu_system_seconds_total', {
+    description: 'Total system CPU time spent in seconds.',
+    unit: 's',
+  });
+  const cpuTotal = meter.createObservableCounter('process_cpu_seconds_total', {
+    description: 'Total user and system CPU time spent in seconds.',
+    unit: 's',
+  });
+  meter.addBatchObservableCallback(
+    guarded('cpu', (result: BatchObservableResult) => {
+      // getrusage(): every thread of the process, as /proc/<pid>/stat's utime and stime.
+      const { user, system } = process.cpuUsage();
+      result.observe(cpuUser, user / 1e6, attributes);
+      result.observe(cpuSystem, system / 1e6, attributes);
+      result.observe(cpuTotal, (user + system) / 1e6, attributes);
+    }),
+    [cpuUser, cpuSystem, cpuTotal],
+  );
+
+  // Once: a value computed at every collection would move with clock adjustments, and every
+  // move would read as a restart in changes(process_start_time_seconds[…]).
+  const startTime = Date.now() / 1000 - process.uptime();
+  meter
+    .createObservableGauge('process_start_time_seconds', {
+      description: 'Start time of the process since unix epoch in seconds.',
+      unit: 's',
+    })
+    .addCallback(guarded('start-time', (result) => result.observe(startTime, attributes)));
+
+  const resident = meter.createObservableGauge('process_resident_memory_bytes', {
+    description: 'Resident memory size in bytes.',
+    unit: 'By',
+  });
+  if (linux) {
+    const virtual = meter.createObservableGauge('process_virtual_memory_bytes', {
+      description: 'Virtual memory size in bytes.',
+      unit: 'By',
+    });
+    const heap = meter.createObservableGauge('process_heap_bytes', {
+      description: 'Process heap size in bytes.',
+      unit: 'By',
+    });
+    const observables: Observable[] = [resident, virtual, heap];
+    meter.addBatchObservableCallback(
+      guarded('memory', (result: BatchObservableResult) => {
+        // procfs is served from kernel memory: this read does not block on a disk.
+        const status = parseStatus(readFileSync('/proc/self/status', 'latin1'));
+        if (status.VmRSS !== undefined) result.observe(resident, status.VmRSS, attributes);
+        if (status.VmSize !== undefined) result.observe(virtual, status.VmSize, attributes);
+        if (status.VmData !== undefined) result.observe(heap, status.VmData, attributes);
+      }),
+      observables,
+    );
+    meter
+      .createObservableGauge('process_open_fds', {
+        description: 'Number of open file descriptors.',
+      })
+      .addCallback(
+        guarded('open-fds', (result) => {
+          // The directory's own descriptor, open while it is listed, is not the application's.
+          result.observe(readdirSync('/proc/self/fd').length - 1, attributes);
+        }),
+      );
+    meter
+      .createObservableGauge('process_max_fds', {
+        description: 'Maximum number of open file descriptors.',
+      })
+      .addCallback(
+        guarded('max-fds', (result) => {
+          const max = parseMaxOpenFiles(readFileSync('/proc/self/limits', 'latin1'));
+          if (max !== undefined) result.observe(max, attributes);
+        }),
+      );
+  } else {
+    resident.addCallback(
+      guarded('memory', (result) => result.observe(process.memoryUsage.rss(), attributes)),
+    );
+  }
+
+  const [major = '', minor = '', patch = ''] = process.version.slice(1).split('.');
+  const versionAttributes: Attributes = Object.freeze({
+    version: process.version,
+    major,
+    minor,
+    patch,
+    service,
+  });
+  meter
+    .createObservableGauge('nodejs_version_info', { description: 'Node.js version info.' })
+    .addCallback(guarded('version', (result) => result.observe(1, versionAttributes)));
+
+  // Undocumented process methods, as prom-client reads them; skipped where a Node.js lacks them.
+  const internals = process as unknown as {
+    _getActiveHandles?: () => unknown[];
+    _getActiveRequests?: () => unknown[];
+  };
+  if (typeof internals._getActiveHandles === 'function') {
+    meter
+      .createObservableGauge('nodejs_active_handles_total', {
+        description: 'Total number of active handles.',
+      })
+      .addCallback(
+        guarded('active-handles', (result) => {
+          const handles = internals._getActiveHandles?.();
+          if (handles) result.observe(handles.length, attributes);
+        }),
+      );
+  }
+  if (typeof internals._getActiveRequests === 'function') {
+    meter
+      .createObservableGauge('nodejs_active_requests_total', {
+        description: 'Total number of active requests.',
+      })
+      .addCallback(
+        guarded('active-requests', (result) => {
+          const requests = internals._getActiveRequests?.();
+          if (requests) result.observe(requests.length, attributes);
+        }),
+      );
+  }
+}
+
+/** VmRSS, VmSize and VmData of /proc/<pid>/status, in bytes. */
+export function parseStatus(text: string): { VmRSS?: number; VmSize?: number; VmData?: number } {
+  const out: { VmRSS?: number; VmSize?: number; VmData?: number } = {};
+  for (const line of text.split('\n')) {
+    const key = line.slice(0, line.indexOf(':'));
+    if (key !== 'VmRSS' && key !== 'VmSize' && key !== 'VmData') continue;
+    // `VmRSS:\t  123456 kB`: the kernel always writes kibibytes here.
+    const kib = Number.parseInt(line.slice(key.length + 1).trim(), 10);
+    if (Number.isFinite(kib)) out[key] = kib * 1024;
+  }
+  return out;
+}
+
+/** The soft limit of `Max open files` in /proc/<pid>/limits; none when unlimited. */
+export function parseMaxOpenFiles(text: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('Max open files')) continue;
+    const soft = Number(line.slice('Max open files'.length).trim().split(/\s+/)[0]);
+    return Number.isFinite(soft) ? soft : undefined;
+  }
+  return undefined;
 }
 
 const RUNTIME_SCOPE = '@opentelemetry/instrumentation-runtime-node';

@@ -211,10 +211,11 @@ const TRAFFIC_S = 20;
 const COMPARE_WINDOW_S = 15;
 const PER_SECOND = 10;
 /**
- * Values read at collection (resident memory, event loop, heap, GC): each path collects at its
- * own moment (a scrape of /metrics, a push), so these are compared as series, not as values.
+ * Values read at collection (resident memory, event loop, heap, GC, the process_* series): each
+ * path collects at its own moment (a scrape of /metrics, a push), so these are compared as
+ * series, not as values.
  */
-const SAMPLED = /^(memory_usage_bytes|nodejs_.+)$/;
+const SAMPLED = /^(memory_usage_bytes|nodejs_.+|process_.+)$/;
 /**
  * Series Prometheus itself adds to every target or writes from the rules, and the resource
  * series: compared apart.
@@ -516,11 +517,11 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
         [...l.keys()].sort(),
         `${what}: same series\n  ${expr}`,
       );
-      // Values read at collection (memory, event loop, heap, GC) are compared as series: each
+      // Values read at collection (memory, CPU, event loop, heap, GC) are compared as series: each
       // path reads them at its own moment, and the event-loop delays over the interval since
       // that reader's previous collection. Requests and connections in flight, read during the
       // traffic, agree within a few (after the traffic they compare exactly, above).
-      const sampled = /memory_usage_bytes|nodejs_/.test(expr);
+      const sampled = /memory_usage_bytes|nodejs_|process_/.test(expr);
       const inFlight = /http_requests_active|database_connections_active/.test(expr);
       const tolerance = 0.05;
       for (const [key, x] of l) {

@@ -50,12 +50,14 @@ describe('faults inside distro hooks stay inside', function () {
   const POINTS: [string, Record<string, string>][] = [
     ['http-metrics-start', {}],
     ['http-metrics-finish', {}],
-    ['request-hook', {}],
-    // The inbound context of metrics-only mode (no span sink) replaces the request hook.
+    // The request's context, correlation ID and server span (request/lifecycle.ts), traced…
+    ['inbound-context', {}],
+    // …and with no span sink (metrics only).
     ['inbound-context', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
   ];
   for (const [point, env] of POINTS) {
-    it(`${point}: every request answered as without the distro, one DLOTEL_INTERNAL_ERROR`, async () => {
+    const mode = env.OTEL_TRACES_EXPORTER === 'none' ? ' (metrics only)' : '';
+    it(`${point}${mode}: every request answered as without the distro, one DLOTEL_INTERNAL_ERROR`, async () => {
       app = await startApp({
         fixture: 'plain-http-app.mjs',
         env: { ...env, DATALAB_INTERNAL_FAULTS: point, DATALAB_ACCESS_LOG: 'true' },

@@ -342,6 +342,7 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
       'DatabaseConnectionHigh',
       'AIServiceProcessingDelay',
       'EventLoopLagHigh',
+      'ServiceRestarting',
     ]) {
       assert.deepEqual(await fired(alert), [], `${alert} stays silent`);
     }

@@ -147,6 +147,10 @@ describe('cluster: merging the collections of several processes', () => {
     assert.equal(gaugeMerge('memory_usage_bytes'), 'sum');
     assert.equal(gaugeMerge('nodejs_eventloop_utilization_ratio'), 'max');
     assert.equal(gaugeMerge('health_check_status'), 'min');
+    // The latest start of any process, so that a worker's restart changes the series.
+    assert.equal(gaugeMerge('process_start_time_seconds'), 'max');
+    assert.equal(gaugeMerge('nodejs_version_info'), 'max');
+    assert.equal(gaugeMerge('process_open_fds'), 'sum');
   });
 
   it('the same label set object for a series at every scrape (serializer caches hold)', () => {

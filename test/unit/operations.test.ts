@@ -242,6 +242,7 @@ describe('operations bundle: alerts and runbooks', () => {
       'SLOAvailabilityBudgetBurnSlow',
       'SLOLatencyBudgetBurnFast',
       'SLOLatencyBudgetBurnSlow',
+      'ServiceRestarting',
     ]) {
       assert.ok(names.includes(name), `alert ${name}`);
     }
@@ -408,6 +409,8 @@ describe('operations bundle: Grafana dashboard and provisioning', function () {
       'nodejs_gc_duration_seconds_sum',
       'health_check_status',
       '__overflow__',
+      'process_cpu_seconds_total',
+      'process_start_time_seconds',
     ]) {
       assert.ok(
         exprs.some((e) => e.includes(metric)),

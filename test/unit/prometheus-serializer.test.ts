@@ -12,6 +12,7 @@ import {
   type MetricData,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
+import { createPromClientMetrics } from '../../src/metrics/process';
 import { createPrometheusEndpoint } from '../../src/metrics/prometheus';
 import { PrometheusTextSerializer } from '../../src/metrics/prometheus-text';
 
@@ -290,6 +291,53 @@ describe('PrometheusTextSerializer', () => {
       assert.equal(serializer.serialize(rm).toString('utf8'), reference().serialize(rm));
     }
   });
+});
+
+describe('PrometheusTextSerializer: the prom-client process series', () => {
+  for (const linux of [true, false]) {
+    it(`come out under prom-client's names and types, no suffix added (${linux ? 'Linux' : 'elsewhere'})`, async () => {
+      const t = setup();
+      createPromClientMetrics(t.meter, 'svc', linux);
+      const { actual, expected } = await t.both();
+      assert.equal(actual, expected);
+      const types = [...actual.matchAll(/^# TYPE (\S+) (\S+)$/gm)]
+        .map((m) => `${m[1]} ${m[2]}`)
+        .filter((line) => !line.startsWith('target_info '));
+      assert.deepEqual(types, [
+        'process_cpu_user_seconds_total counter',
+        'process_cpu_system_seconds_total counter',
+        'process_cpu_seconds_total counter',
+        'process_start_time_seconds gauge',
+        'process_resident_memory_bytes gauge',
+        ...(linux
+          ? [
+              'process_virtual_memory_bytes gauge',
+              'process_heap_bytes gauge',
+              'process_open_fds gauge',
+              'process_max_fds gauge',
+            ]
+          : []),
+        'nodejs_version_info gauge',
+        'nodejs_active_handles_total gauge',
+        'nodejs_active_requests_total gauge',
+      ]);
+      // Every family has exactly one sample, under the family's own name, with `service`.
+      const samples = actual.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+      assert.deepEqual(
+        samples.map((l) => l.slice(0, l.search(/[{ ]/))).filter((n) => n !== 'target_info'),
+        types.map((line) => line.split(' ')[0]),
+      );
+      for (const line of samples.filter((l) => !l.startsWith('target_info'))) {
+        assert.match(line, /[{,]service="svc"[},]/, line);
+      }
+      const [major, minor, patch] = process.version.slice(1).split('.');
+      assert.ok(
+        actual.includes(
+          `nodejs_version_info{version="${process.version}",major="${major}",minor="${minor}",patch="${patch}",service="svc"} 1\n`,
+        ),
+      );
+    });
+  }
 });
 
 describe('createPrometheusEndpoint', () => {
