@@ -60,6 +60,7 @@ import { ManagementServer } from './management-server';
 import { createDbDurations, createDbMetrics } from './metrics/db';
 import { countingQueueDrops, createExportMetrics } from './metrics/export';
 import { HttpServerMetrics } from './metrics/http';
+import { startHttpClientMetrics } from './metrics/http-client';
 import { DistroCounter, DistroHistogram, DistroProducer } from './metrics/instruments';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
@@ -334,6 +335,7 @@ export function startTelemetry(config: Config): Telemetry {
     trackOpen: config.exitFlushTimeoutMs > 0,
   });
   inbound.enable();
+  const httpClientMetrics = startHttpClientMetrics(config, instruments);
   createProcessMetrics(meter, config.serviceName);
   createExportMetrics(meter, config.serviceName);
   const clients = new ClientRegistry();
@@ -402,6 +404,7 @@ export function startTelemetry(config: Config): Telemetry {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
         // other wrappers of the same methods.
         inbound.disable();
+        httpClientMetrics?.disable();
         await Promise.allSettled([
           management.close(),
           tracerProvider?.shutdown(),
