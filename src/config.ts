@@ -94,6 +94,8 @@ export function parseConfig(
       exportTimeoutMs: get(S.metricExportTimeout),
       httpBuckets: get(S.httpBuckets),
       maxEndpoints: get(S.maxEndpoints),
+      httpClient: get(S.httpClientMetrics),
+      maxPeers: get(S.maxPeers),
     },
     logs: {
       exporters: get(S.logsExporters),

@@ -4,11 +4,13 @@
  * Like sdk-node, but importing only what the configuration asks for (sdk-node alone costs
  * ~0.1 s more start-up than the parts used here).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import {
   type MeterProvider as ApiMeterProvider,
+  type Context,
   context,
   createNoopMeter,
   DiagConsoleLogger,
@@ -58,10 +60,11 @@ import { ManagementServer } from './management-server';
 import { createDbDurations, createDbMetrics } from './metrics/db';
 import { countingQueueDrops, createExportMetrics } from './metrics/export';
 import { HttpServerMetrics } from './metrics/http';
+import { startHttpClientMetrics } from './metrics/http-client';
 import { DistroCounter, DistroHistogram, DistroProducer } from './metrics/instruments';
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
-import { InboundRequests } from './request/lifecycle';
+import { InboundRequests, useContextStorage } from './request/lifecycle';
 import { SpanScrubber } from './span-scrubber';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 
@@ -187,7 +190,13 @@ function tracesGoSomewhere(config: Config): boolean {
 function startContext(config: Config): void {
   const { AsyncLocalStorageContextManager } =
     require('@opentelemetry/context-async-hooks') as typeof import('@opentelemetry/context-async-hooks');
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  const manager = new AsyncLocalStorageContextManager().enable();
+  // Another agent's context manager may be registered already: then events go through it.
+  const ours = context.setGlobalContextManager(manager);
+  const als = (manager as unknown as { _asyncLocalStorage?: unknown })._asyncLocalStorage;
+  useContextStorage(
+    ours && als instanceof AsyncLocalStorage ? (als as AsyncLocalStorage<Context>) : undefined,
+  );
   propagation.setGlobalPropagator(buildPropagator(config));
 }
 
@@ -326,6 +335,7 @@ export function startTelemetry(config: Config): Telemetry {
     trackOpen: config.exitFlushTimeoutMs > 0,
   });
   inbound.enable();
+  const httpClientMetrics = startHttpClientMetrics(config, instruments);
   createProcessMetrics(meter, config.serviceName);
   createExportMetrics(meter, config.serviceName);
   const clients = new ClientRegistry();
@@ -394,6 +404,7 @@ export function startTelemetry(config: Config): Telemetry {
         // Instrumentations stay patched: unpatching at exit gains nothing and would disturb
         // other wrappers of the same methods.
         inbound.disable();
+        httpClientMetrics?.disable();
         await Promise.allSettled([
           management.close(),
           tracerProvider?.shutdown(),

@@ -12,6 +12,7 @@ export const WARNING_CODES = {
   DLOTEL_INSTRUMENTATION_FAILED: 'An instrumentation package could not be loaded or enabled.',
   DLOTEL_EXPORT_FAILED: 'Exporting telemetry to its backend failed.',
   DLOTEL_ENDPOINT_OVERFLOW: 'The cap on distinct endpoint label values was reached.',
+  DLOTEL_PEER_OVERFLOW: 'The cap on distinct peer label values of outbound calls was reached.',
   DLOTEL_INTERNAL_ERROR: 'An error inside a distro hook was caught and swallowed.',
   DLOTEL_NODE_UNSUPPORTED: 'The running Node.js is older than the distro supports; nothing starts.',
   DLOTEL_ESM_HOOKS_CONFLICT:

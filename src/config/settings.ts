@@ -483,6 +483,17 @@ export const maxEndpoints = int(
   [1, 100_000],
   'Cap on distinct endpoint label values per process; more count as __overflow__.',
 );
+export const httpClientMetrics = bool(
+  'DATALAB_HTTP_CLIENT_METRICS',
+  true,
+  'false turns off the outbound HTTP metrics (http_client_requests_total, ...).',
+);
+export const maxPeers = int(
+  'DATALAB_MAX_PEERS',
+  100,
+  [1, 100_000],
+  'Cap on distinct peer label values of outbound HTTP calls per process; more count as __overflow__.',
+);
 export const shutdownTimeout = int(
   'DATALAB_SHUTDOWN_TIMEOUT_MS',
   5_000,
@@ -673,6 +684,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   managementToken,
   managementIdleBind,
   maxEndpoints,
+  httpClientMetrics,
+  maxPeers,
   shutdownTimeout,
   exitFlushTimeout,
   traceFileEnabled,

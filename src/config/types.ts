@@ -121,6 +121,9 @@ export interface Config {
     readonly exportTimeoutMs: number;
     readonly httpBuckets: readonly number[];
     readonly maxEndpoints: number;
+    /** DATALAB_HTTP_CLIENT_METRICS: the outbound HTTP metrics (metrics/http-client.ts). */
+    readonly httpClient: boolean;
+    readonly maxPeers: number;
     /** OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, for the distro's own instruments. */
     readonly temporality: MetricsTemporality;
   };

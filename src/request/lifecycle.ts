@@ -9,6 +9,7 @@
  * Per request: one record, one `close` listener (two when pipelined), the propagators' extract,
  * one context, and when tracing one span whose attributes are built once.
  */
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -171,8 +172,8 @@ export class InboundRequests {
     if (!response.headersSent) response.setHeader(this.options.header, id);
     // Body parsers read the request from its 'data' events, which Node emits in the context of
     // the connection: events of the request and the response run in the request's context.
-    (request as unknown as { emit: EmitFn }).emit = requestEmit;
-    (response as unknown as { emit: EmitFn }).emit = responseEmit;
+    (request as unknown as { emit: unknown }).emit = requestEmit;
+    (response as unknown as { emit: unknown }).emit = responseEmit;
     return ctx;
   }
 
@@ -280,26 +281,58 @@ export class InboundRequests {
   }
 }
 
-function requestEmit(this: IncomingMessage, ...args: unknown[]): boolean {
-  const emit = (Object.getPrototypeOf(this) as { emit: EmitFn }).emit;
-  const ctx = recordOf(this)?.ctx;
-  return ctx === undefined ? emit.apply(this, args) : context.with(ctx, emit, this, ...args);
+/**
+ * The AsyncLocalStorage behind the context manager the distro registered, when it is the one in
+ * use: events then enter the request's context without the bound copy of the emitter that
+ * `context.with` makes per call. Else `context.with`.
+ */
+let storage: AsyncLocalStorage<Context> | undefined;
+
+export function useContextStorage(als: AsyncLocalStorage<Context> | undefined): void {
+  storage = als;
 }
 
-function responseEmit(this: ServerResponse, ...args: unknown[]): boolean {
+function applyEmit(emit: EmitFn, target: unknown, args: IArguments): boolean {
+  return emit.apply(target, args as unknown as unknown[]);
+}
+
+function emitIn(ctx: Context, emit: EmitFn, target: unknown, args: IArguments): boolean {
+  if (storage !== undefined) return storage.run(ctx, applyEmit, emit, target, args);
+  return context.with(ctx, applyEmit, undefined, emit, target, args);
+}
+
+// `arguments` rather than rest parameters in both: every event of every request passes here.
+function requestEmit(this: IncomingMessage, event: string | symbol): boolean {
+  const emit = (Object.getPrototypeOf(this) as { emit: EmitFn }).emit;
+  const ctx = recordOf(this)?.ctx;
+  // An event nobody listens to needs no context (most of a request's: 'end', 'close', …).
+  if (ctx === undefined || this.listenerCount(event) === 0) {
+    // biome-ignore lint/complexity/noArguments: see above
+    return emit.apply(this, arguments as never);
+  }
+  // biome-ignore lint/complexity/noArguments: see above
+  return emitIn(ctx, emit, this, arguments);
+}
+
+function responseEmit(this: ServerResponse, event: string | symbol, error?: unknown): boolean {
   const emit = (Object.getPrototypeOf(this) as { emit: EmitFn }).emit;
   const record = recordOf(this.req);
-  if (record === undefined || record.ctx === undefined) return emit.apply(this, args);
-  if (args[0] === 'error' && record.span !== undefined && !record.spanEnded) {
+  const ctx = record?.ctx;
+  // biome-ignore lint/complexity/noArguments: see above
+  if (ctx === undefined) return emit.apply(this, arguments as never);
+  if (event === 'error' && record?.span !== undefined && !record.spanEnded) {
     // instrumentation-http ends the span on the response's errors, before any listener runs.
     try {
       record.spanEnded = true;
-      failServerSpan(record.span, args[1]);
+      failServerSpan(record.span, error);
     } catch (err) {
       reportInternal('span-outcome', 'server span', err);
     }
   }
-  return context.with(record.ctx, emit, this, ...args);
+  // biome-ignore lint/complexity/noArguments: see above
+  if (this.listenerCount(event) === 0) return emit.apply(this, arguments as never);
+  // biome-ignore lint/complexity/noArguments: see above
+  return emitIn(ctx, emit, this, arguments);
 }
 
 function reportInternal(key: string, what: string, err: unknown): void {

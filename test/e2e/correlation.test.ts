@@ -384,3 +384,48 @@ describe('correlation IDs in pg and ioredis callbacks (a pool of one connection)
     });
   }
 });
+
+describe('correlation IDs in handlers that run after the request body was read', () => {
+  let app: AppProcess | undefined;
+  afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+  });
+
+  const MODES: [string, Record<string, string>][] = [
+    ['traced', {}],
+    ['metrics only', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
+  ];
+  for (const [mode, env] of MODES) {
+    it(`${mode}: body-parser and 'data' listeners log their own request's ID`, async () => {
+      app = await startApp({ fixture: 'body-log-app.cjs', preload: 'require', env });
+      const running = app;
+      const calls = Array.from({ length: 12 }, (_, i) => ({
+        id: `body-${i}-${randomBytes(3).toString('hex')}`,
+        path: i % 2 === 0 ? '/parsed' : '/raw',
+        // Large enough to arrive in several 'data' events.
+        name: `n${i}-${'x'.repeat(100_000)}`.slice(0, 100_000),
+      }));
+      const statuses = await Promise.all(
+        calls.map(async ({ id, path, name }) => {
+          const res = await fetch(running.url(path), {
+            method: 'POST',
+            headers: { 'x-correlation-id': id, 'content-type': 'application/json' },
+            body: JSON.stringify({ name }),
+          });
+          await res.arrayBuffer();
+          return res.status;
+        }),
+      );
+      assert.deepEqual(statuses, Array(calls.length).fill(200));
+      await new Promise((r) => setTimeout(r, 100));
+      const lines = jsonLines(running).filter((l) => typeof l.name === 'string');
+      assert.equal(lines.length, calls.length + calls.length / 2);
+      for (const { id, name } of calls) {
+        const own = lines.filter((l) => l.name === name);
+        assert.ok(own.length > 0, id);
+        for (const line of own) assert.equal(line.correlation_id, id, String(line.message));
+      }
+    });
+  }
+});

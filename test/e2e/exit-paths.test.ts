@@ -194,7 +194,8 @@ describe('exports on exit', function () {
     assert.deepEqual(withDistro.exit, bare.exit);
     assert.deepEqual(withDistro.exit, { code: 1, signal: null });
     // The error and what follows it are the same. The source line Node prints above it is not:
-    // instrumentation-http catches a handler's error to end its span and throws it again, so
+    // the distro catches a handler's error to end its server span and throws it again (as
+    // instrumentation-http does), so
     // Node shows that line (as it does whenever a handler throws, exit or not).
     const error = (lines: string[]) =>
       lines.slice(lines.indexOf('')).filter((l) => !/^\s+at /.test(l));

@@ -127,6 +127,9 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
   let ai: AppProcess | undefined;
   let prometheus: PrometheusServer | undefined;
   let alertmanager: FakeAlertmanager | undefined;
+  /** Two services the fixtures call (outbound metrics); the gateway's peer cap is 1. */
+  const dependencies: Server[] = [];
+  const dependencyPeers: string[] = [];
   const downTargets: string[] = [];
   /** End of the steady traffic, in seconds since the epoch: every query is evaluated there. */
   let evalAt = 0;
@@ -141,6 +144,15 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
     const binary = requirePrometheusTool(this, 'prometheus');
     const closedPg = await freePort();
     alertmanager = await startFakeAlertmanager();
+    const dependencyUrls: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const server = createServer((_req, res) => res.writeHead(200).end('ok'));
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      dependencies.push(server);
+      const peer = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      dependencyPeers.push(peer);
+      dependencyUrls.push(`http://${peer}/status`);
+    }
     [gateway, ai] = await Promise.all([
       startApp({
         fixture: 'ops-app.mjs',
@@ -148,11 +160,19 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
           OTEL_SERVICE_NAME: GATEWAY,
           DATALAB_MAX_ENDPOINTS: '5',
           OTEL_TRACES_EXPORTER: 'none',
+          // The second dependency is past the cap: peer="__overflow__".
+          DATALAB_MAX_PEERS: '1',
+          DEPENDENCY_URLS: dependencyUrls.join(','),
         },
       }),
       startApp({
         fixture: 'plain-http-app.mjs',
-        env: { OTEL_SERVICE_NAME: AI, PGPORT: String(closedPg), OTEL_TRACES_EXPORTER: 'none' },
+        env: {
+          OTEL_SERVICE_NAME: AI,
+          PGPORT: String(closedPg),
+          OTEL_TRACES_EXPORTER: 'none',
+          DEPENDENCY_URLS: dependencyUrls[0] as string,
+        },
       }),
     ]);
 
@@ -234,6 +254,10 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
   after(async () => {
     await prometheus?.stop();
     await Promise.all([gateway?.stop(), ai?.stop(), alertmanager?.close()]);
+    for (const server of dependencies) {
+      server.closeAllConnections();
+      server.close();
+    }
     if (startedAt > 0) {
       console.log(`      operations e2e took ${((Date.now() - startedAt) / 1000).toFixed(1)} s`);
     }
@@ -356,6 +380,23 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
       assert.ok(alert.labels.severity, `${name} severity`);
       assert.match(alert.annotations.runbook_url ?? '', new RegExp(`#${name.toLowerCase()}$`));
     }
+  });
+
+  it('the Dependencies row: every service calls by peer, the gateway second peer past its cap', async () => {
+    const target = dashboardTargets(loadDashboard()).find(
+      (t) => t.panelTitle === 'Outbound call rate by peer and status',
+    );
+    assert.ok(target, 'the outbound call rate panel');
+    const result = await query(substituteGrafanaVariables(target.expr, grafanaVars));
+    const seen = result
+      .filter((s) => Number(s.value[1]) > 0)
+      .map((s) => `${s.metric.service} ${s.metric.peer} ${s.metric.status}`)
+      .sort();
+    assert.deepEqual(seen, [
+      `${AI} ${dependencyPeers[0]} 200`,
+      `${GATEWAY} ${dependencyPeers[0]} 200`,
+      `${GATEWAY} __overflow__ 200`,
+    ]);
   });
 
   it('every dashboard target returns data; error-rate and request-rate panels equal what was sent', async () => {
