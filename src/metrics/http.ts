@@ -181,6 +181,7 @@ export class HttpServerMetrics {
     }
     counter.count++;
     series.durations.record(seconds);
+    recordExemplars(ids, series.durations, counter, seconds);
 
     if (this.options.accessLog) {
       this.options.accessLog({
@@ -360,6 +361,27 @@ export function routeTemplate(base: string, path: unknown): string | undefined {
   const joined = tail === '/' || tail === '/*' ? base : base + tail;
   if (joined === '') return '/';
   return joined.includes('//') ? joined.replace(/\/{2,}/g, '/') : joined;
+}
+
+/**
+ * OpenMetrics exemplars (instruments.ts): a node:http request whose server span is sampled
+ * becomes the latest exemplar of its latency bucket and of its counter series. Only references to
+ * the span context's strings are stored; counts are not touched. The span is still recording
+ * here (it ends after the count), unless the distro ended it early because the handler threw: that
+ * trace is recorded too. node:http2 exchanges and upgrades carry no span and get no exemplar.
+ */
+function recordExemplars(
+  ids: RequestIds,
+  durations: HistogramSeries,
+  counter: CounterSeries,
+  seconds: number,
+): void {
+  const { span, spanEnded } = ids as Partial<Pick<RequestRecord, 'span' | 'spanEnded'>>;
+  if (span === undefined) return;
+  const context = span.spanContext();
+  if ((context.traceFlags & 1) === 0 || !(spanEnded === true || span.isRecording())) return;
+  durations.recordExemplar(seconds, context.traceId, context.spanId, ids.correlationId);
+  counter.exemplar(1, context.traceId, context.spanId, ids.correlationId);
 }
 
 function reportInternal(err: unknown): void {

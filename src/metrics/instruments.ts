@@ -27,6 +27,125 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { DISTRO_NAME, DISTRO_VERSION } from '../version';
 
+/**
+ * OpenMetrics: the label names and values of an exemplar together hold at most 128 code points.
+ * trace_id and span_id always fit (63 for W3C IDs); correlation_id is dropped when it would not.
+ */
+export const EXEMPLAR_LABELS_MAX = 128;
+const TRACE_ID_LABEL = 'trace_id';
+const SPAN_ID_LABEL = 'span_id';
+const CORRELATION_ID_LABEL = 'correlation_id';
+
+/** The latest sampled request of one bucket or counter series, as a scrape shows it. */
+export interface Exemplar {
+  readonly traceId: string;
+  readonly spanId: string;
+  /** Only when it differs from the trace ID and fits the label budget. */
+  readonly correlationId: string | undefined;
+  readonly value: number;
+  /** Milliseconds since the epoch. */
+  readonly timeMs: number;
+}
+
+/**
+ * Where a producer's data point carries its exemplars for the Prometheus serializer: a symbol,
+ * so that no other reader or exporter sees a field it does not know. A histogram point holds one
+ * per bucket (by non-cumulative bucket index, missing where none), a sum point one.
+ */
+export const EXEMPLARS = Symbol('datalab.otel.exemplars');
+
+export interface ExemplarCarrier {
+  [EXEMPLARS]?: Exemplar | readonly (Exemplar | undefined)[];
+}
+
+/**
+ * The correlation ID an exemplar may carry with these IDs: none when it repeats the trace ID
+ * (the default, SPEC §5) or would push the label set past 128 code points.
+ */
+export function exemplarCorrelationId(
+  traceId: string,
+  spanId: string,
+  correlationId: string | undefined,
+): string | undefined {
+  if (correlationId === undefined || correlationId === '' || correlationId === traceId) {
+    return undefined;
+  }
+  const budget =
+    EXEMPLAR_LABELS_MAX -
+    TRACE_ID_LABEL.length -
+    traceId.length -
+    SPAN_ID_LABEL.length -
+    spanId.length -
+    CORRELATION_ID_LABEL.length;
+  // UTF-16 length bounds the code point count from above: counting is only needed past it.
+  if (correlationId.length <= budget) return correlationId;
+  return codePoints(correlationId) <= budget ? correlationId : undefined;
+}
+
+function codePoints(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    n++;
+  }
+  return n;
+}
+
+/**
+ * Exemplar slots, allocated with the series: recording one stores references to strings the
+ * span context already holds and two numbers, so a sampled request allocates nothing.
+ * A slot with an empty trace ID is empty.
+ */
+class ExemplarSlots {
+  readonly traceIds: string[];
+  readonly spanIds: string[];
+  readonly correlationIds: (string | undefined)[];
+  readonly values: Float64Array;
+  readonly timesMs: Float64Array;
+  used = false;
+
+  constructor(size: number) {
+    this.traceIds = new Array<string>(size).fill('');
+    this.spanIds = new Array<string>(size).fill('');
+    this.correlationIds = new Array<string | undefined>(size).fill(undefined);
+    this.values = new Float64Array(size);
+    this.timesMs = new Float64Array(size);
+  }
+
+  set(
+    slot: number,
+    value: number,
+    traceId: string,
+    spanId: string,
+    correlationId: string | undefined,
+  ): void {
+    if (traceId === '') return;
+    this.traceIds[slot] = traceId;
+    this.spanIds[slot] = spanId;
+    this.correlationIds[slot] = exemplarCorrelationId(traceId, spanId, correlationId);
+    this.values[slot] = value;
+    this.timesMs[slot] = Date.now();
+    this.used = true;
+  }
+
+  /** A copy of one slot for a collection, or undefined when it is empty. */
+  get(slot: number): Exemplar | undefined {
+    const traceId = this.traceIds[slot];
+    if (traceId === undefined || traceId === '') return undefined;
+    return {
+      traceId,
+      spanId: this.spanIds[slot] as string,
+      correlationId: this.correlationIds[slot],
+      value: this.values[slot] as number,
+      timeMs: this.timesMs[slot] as number,
+    };
+  }
+}
+
 export class HistogramSeries {
   /** counts[i]: values in (boundaries[i-1], boundaries[i]]; the last one is above every bound. */
   readonly counts: number[];
@@ -35,16 +154,50 @@ export class HistogramSeries {
   min = Number.POSITIVE_INFINITY;
   max = Number.NEGATIVE_INFINITY;
   readonly startTime: HrTime = hrTime();
+  /** The latest sampled request's IDs per bucket (same indexes as counts). */
+  private readonly exemplars: ExemplarSlots;
 
   constructor(
     readonly attributes: Attributes,
     private readonly boundaries: readonly number[],
   ) {
     this.counts = new Array<number>(boundaries.length + 1).fill(0);
+    this.exemplars = new ExemplarSlots(boundaries.length + 1);
   }
 
   record(value: number): void {
     if (Number.isNaN(value)) return;
+    const index = this.bucketOf(value);
+    (this.counts as number[])[index] = (this.counts[index] as number) + 1;
+    this.count++;
+    this.sum += value;
+    if (value < this.min) this.min = value;
+    if (value > this.max) this.max = value;
+  }
+
+  /**
+   * Makes a sampled request the exemplar of the bucket `value` falls in (replacing the one
+   * before). Counts nothing: record() does. An empty trace ID records nothing.
+   */
+  recordExemplar(
+    value: number,
+    traceId: string,
+    spanId: string,
+    correlationId: string | undefined,
+  ): void {
+    if (Number.isNaN(value)) return;
+    this.exemplars.set(this.bucketOf(value), value, traceId, spanId, correlationId);
+  }
+
+  /** The exemplars of a collection, by bucket; undefined when none was ever recorded. */
+  exemplarsSnapshot(): (Exemplar | undefined)[] | undefined {
+    if (!this.exemplars.used) return undefined;
+    const snapshot: (Exemplar | undefined)[] = [];
+    for (let i = 0; i < this.counts.length; i++) snapshot.push(this.exemplars.get(i));
+    return snapshot;
+  }
+
+  private bucketOf(value: number): number {
     // The SDK's placement (binary search for the first bound >= value), so buckets match what an
     // SDK histogram with the same bounds would report.
     const bounds = this.boundaries;
@@ -59,11 +212,7 @@ export class HistogramSeries {
         hi = mid - 1;
       }
     }
-    (this.counts as number[])[index] = (this.counts[index] as number) + 1;
-    this.count++;
-    this.sum += value;
-    if (value < this.min) this.min = value;
-    if (value > this.max) this.max = value;
+    return index;
   }
 }
 
@@ -99,8 +248,27 @@ export class DistroHistogram {
 export class CounterSeries {
   count = 0;
   readonly startTime: HrTime = hrTime();
+  /** The latest sampled increment's IDs. */
+  private readonly slot = new ExemplarSlots(1);
 
   constructor(readonly attributes: Attributes) {}
+
+  /**
+   * Makes a sampled increment of `value` the series' exemplar (replacing the one before).
+   * Counts nothing: `count` does. An empty trace ID records nothing.
+   */
+  exemplar(
+    value: number,
+    traceId: string,
+    spanId: string,
+    correlationId: string | undefined,
+  ): void {
+    this.slot.set(0, value, traceId, spanId, correlationId);
+  }
+
+  exemplarSnapshot(): Exemplar | undefined {
+    return this.slot.used ? this.slot.get(0) : undefined;
+  }
 }
 
 /** One counter family: its series are created once per attribute set by the caller. */
@@ -216,12 +384,16 @@ export class DistroProducer implements MetricProducer {
       const count = series.count;
       if (count === 0) continue;
       if (!delta) {
-        dataPoints.push({
+        const point: SumMetricData['dataPoints'][number] & ExemplarCarrier = {
           attributes: series.attributes,
           startTime: series.startTime,
           endTime: now,
           value: count,
-        });
+        };
+        // Only a cumulative reader (Prometheus) shows exemplars: OTLP export has none.
+        const exemplar = series.exemplarSnapshot();
+        if (exemplar !== undefined) point[EXEMPLARS] = exemplar;
+        dataPoints.push(point);
         continue;
       }
       const before = this.previousCounts.get(series);
@@ -269,7 +441,7 @@ export class DistroProducer implements MetricProducer {
           startTime = this.lastCollection;
         }
       }
-      dataPoints.push({
+      const point: HistogramMetricData['dataPoints'][number] & ExemplarCarrier = {
         attributes: series.attributes,
         startTime,
         endTime: now,
@@ -281,7 +453,10 @@ export class DistroProducer implements MetricProducer {
           min: delta ? undefined : series.min,
           max: delta ? undefined : series.max,
         },
-      });
+      };
+      const exemplars = delta ? undefined : series.exemplarsSnapshot();
+      if (exemplars !== undefined) point[EXEMPLARS] = exemplars;
+      dataPoints.push(point);
     }
     return {
       descriptor: {
