@@ -135,12 +135,14 @@ process.on('exit', () => {
 /**
  * Starts `prometheus` on a free 127.0.0.1 port with `configText` as prometheus.yml in a temp
  * directory. `links` are symlinks created next to it (the shipped rules directory, so that the
- * config's relative rule_files resolve to the shipped files).
+ * config's relative rule_files resolve to the shipped files); `flags` are added to the command
+ * line (`--enable-feature=exemplar-storage`).
  */
 export async function startPrometheus(
   binary: string,
   configText: string,
   links: Readonly<Record<string, string>> = {},
+  flags: readonly string[] = [],
 ): Promise<PrometheusServer> {
   const dir = mkdtempSync(join(tmpdir(), 'datalab-prometheus-'));
   writeFileSync(join(dir, 'prometheus.yml'), configText);
@@ -153,6 +155,7 @@ export async function startPrometheus(
       `--storage.tsdb.path=${join(dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn',
+      ...flags,
     ],
     { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
   );
