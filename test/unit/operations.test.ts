@@ -945,3 +945,43 @@ describe('operations bundle: CI installs the Prometheus tools', () => {
     assert.match(script, /apt-get install -y[^\n]*\bprometheus\b/);
   });
 });
+
+describe('operations bundle: exemplars, from a latency panel to its trace', () => {
+  it('the HTTP latency panel asks for exemplars on every target', () => {
+    const latency = allPanels(loadDashboard()).filter((p) =>
+      (p.targets ?? []).some((t) =>
+        (t.expr ?? '').includes('http_request_duration_seconds_bucket'),
+      ),
+    );
+    assert.ok(latency.length > 0, 'a panel on http_request_duration_seconds_bucket');
+    for (const panel of latency) {
+      for (const t of panel.targets ?? []) {
+        assert.equal((t as { exemplar?: unknown }).exemplar, true, `${panel.title} ${t.refId}`);
+      }
+    }
+  });
+
+  it('the Prometheus datasource links trace_id to the provisioned tracing datasource', () => {
+    const ds = readYamlMap('grafana/provisioning/datasources/datasources.yml');
+    const list = asList(ds.datasources, 'datasources').map((d) => asMap(d, 'datasource'));
+    const prom = list.find((d) => d.type === 'prometheus');
+    assert.ok(prom, 'a prometheus datasource');
+    const links = asList(
+      asMap(prom.jsonData, 'jsonData').exemplarTraceIdDestinations,
+      'exemplarTraceIdDestinations',
+    ).map((d) => asMap(d, 'destination'));
+    const tracing = new Set(
+      list.filter((d) => d.type === 'jaeger' || d.type === 'tempo').map((d) => d.uid),
+    );
+    assert.ok(
+      links.some((l) => l.name === 'trace_id' && tracing.has(l.datasourceUid)),
+      `trace_id → one of ${[...tracing].join(', ')}: ${JSON.stringify(links)}`,
+    );
+  });
+
+  it('the bundled Prometheus stores exemplars', () => {
+    const services = asMap(readYamlMap('docker-compose.yml').services, 'services');
+    const command = asList(asMap(services.prometheus, 'prometheus').command, 'command').map(String);
+    assert.ok(command.includes('--enable-feature=exemplar-storage'), command.join(' '));
+  });
+});
