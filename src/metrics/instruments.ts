@@ -11,6 +11,7 @@
  * overflow one and break exact counts); the distro bounds its label values itself (endpoint cap,
  * closed method and operation sets).
  */
+import { performance } from 'node:perf_hooks';
 import type { Attributes, HrTime } from '@opentelemetry/api';
 import { ValueType } from '@opentelemetry/api';
 import { hrTime } from '@opentelemetry/core';
@@ -105,7 +106,12 @@ class ExemplarSlots {
   readonly spanIds: string[];
   readonly correlationIds: (string | undefined)[];
   readonly values: Float64Array;
-  readonly timesMs: Float64Array;
+  /**
+   * performance.now() when recorded: it stays an unboxed double where Date.now() allocates a
+   * number on every call. An exemplar's time is performance.timeOrigin plus this, the same at
+   * every scrape: Prometheus stores an exemplar it has seen again only if its timestamp changed.
+   */
+  readonly times: Float64Array;
   used = false;
 
   constructor(size: number) {
@@ -113,7 +119,7 @@ class ExemplarSlots {
     this.spanIds = new Array<string>(size).fill('');
     this.correlationIds = new Array<string | undefined>(size).fill(undefined);
     this.values = new Float64Array(size);
-    this.timesMs = new Float64Array(size);
+    this.times = new Float64Array(size);
   }
 
   set(
@@ -128,7 +134,7 @@ class ExemplarSlots {
     this.spanIds[slot] = spanId;
     this.correlationIds[slot] = exemplarCorrelationId(traceId, spanId, correlationId);
     this.values[slot] = value;
-    this.timesMs[slot] = Date.now();
+    this.times[slot] = performance.now();
     this.used = true;
   }
 
@@ -141,7 +147,7 @@ class ExemplarSlots {
       spanId: this.spanIds[slot] as string,
       correlationId: this.correlationIds[slot],
       value: this.values[slot] as number,
-      timeMs: this.timesMs[slot] as number,
+      timeMs: performance.timeOrigin + (this.times[slot] as number),
     };
   }
 }

@@ -305,6 +305,13 @@ describe('OpenMetrics serialization', () => {
     // Counts are the recorded ones, exemplars or not.
     assert.equal(series.count, 3);
     assert.deepEqual(series.counts, [0, 2, 0, 1, 0]);
+    // A later scrape shows the same exemplars, timestamps included: Prometheus stores an
+    // exemplar again only when something in it changed.
+    const again = t.serialize(true).split('\n');
+    assert.deepEqual(
+      again.filter((l) => l.includes(' # {')),
+      lines.filter((l) => l.includes(' # {')),
+    );
     // The text format never shows exemplars.
     const text = t.serialize(false);
     assert.doesNotMatch(text, /trace_id/);
