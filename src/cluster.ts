@@ -145,8 +145,22 @@ export interface WireMetric {
   readonly t: number;
   /** monotonic sum */
   readonly m: boolean;
-  /** [attributes, value]: a number, or a histogram */
-  readonly p: readonly (readonly [Record<string, unknown>, number | WireHistogram])[];
+  /** [attributes, value]: a number, or a histogram; a counter's exemplar after, if any */
+  readonly p: readonly (
+    | readonly [Record<string, unknown>, number | WireHistogram]
+    | readonly [Record<string, unknown>, number, WireExemplar]
+  )[];
+}
+
+/** An exemplar (metrics/instruments.ts) on the wire. */
+export interface WireExemplar {
+  /** trace ID, span ID, correlation ID (when it has one) */
+  readonly t: string;
+  readonly s: string;
+  readonly c?: string;
+  /** value, time (ms since the epoch) */
+  readonly v: number;
+  readonly ms: number;
 }
 
 export interface WireHistogram {
@@ -157,6 +171,8 @@ export interface WireHistogram {
   /** Boundaries; null stands for Infinity, which JSON cannot carry. */
   readonly b: readonly (number | null)[];
   readonly c: readonly number[];
+  /** Exemplars by bucket, when the histogram has any. */
+  readonly x?: readonly (WireExemplar | null)[];
 }
 
 export type Collect = () => Promise<readonly WireMetric[]>;

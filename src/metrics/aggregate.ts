@@ -10,6 +10,7 @@
  *   the latest start (so a worker's restart shows as one) and `nodejs_version_info` stays 1.
  *
  * Series are matched by metric name and label set; `target_info` is the serving process's own.
+ * Exemplars (the distro's request counter and latency buckets): the latest of any process.
  */
 import type { Attributes } from '@opentelemetry/api';
 import {
@@ -18,7 +19,8 @@ import {
   type ResourceMetrics,
   type ScopeMetrics,
 } from '@opentelemetry/sdk-metrics';
-import type { WireHistogram, WireMetric } from '../cluster';
+import type { WireExemplar, WireHistogram, WireMetric } from '../cluster';
+import { EXEMPLARS, type Exemplar, type ExemplarCarrier } from './instruments';
 
 type GaugeMerge = 'sum' | 'max' | 'min';
 
@@ -36,27 +38,41 @@ export function encodeMetrics(resourceMetrics: ResourceMetrics): WireMetric[] {
   for (const scope of resourceMetrics.scopeMetrics) {
     for (const metric of scope.metrics) {
       const { name, description, unit } = metric.descriptor;
-      const points: [Record<string, unknown>, number | WireHistogram][] = [];
+      const points: WireMetric['p'][number][] = [];
       if (metric.dataPointType === DataPointType.HISTOGRAM) {
         for (const p of metric.dataPoints) {
           const h = p.value;
+          const histogram: WireHistogram = {
+            count: h.count,
+            sum: h.sum ?? 0,
+            min: h.min ?? null,
+            max: h.max ?? null,
+            b: h.buckets.boundaries.map((b) => (b === Infinity ? null : b)),
+            c: h.buckets.counts,
+          };
+          const exemplars = (p as ExemplarCarrier)[EXEMPLARS];
           points.push([
             { ...p.attributes },
-            {
-              count: h.count,
-              sum: h.sum ?? 0,
-              min: h.min ?? null,
-              max: h.max ?? null,
-              b: h.buckets.boundaries.map((b) => (b === Infinity ? null : b)),
-              c: h.buckets.counts,
-            },
+            Array.isArray(exemplars)
+              ? { ...histogram, x: exemplars.map((e: Exemplar | undefined) => toWire(e) ?? null) }
+              : histogram,
           ]);
         }
       } else if (
         metric.dataPointType === DataPointType.SUM ||
         metric.dataPointType === DataPointType.GAUGE
       ) {
-        for (const p of metric.dataPoints) points.push([{ ...p.attributes }, p.value]);
+        for (const p of metric.dataPoints) {
+          const exemplar = (p as ExemplarCarrier)[EXEMPLARS];
+          const wire = Array.isArray(exemplar)
+            ? undefined
+            : toWire(exemplar as Exemplar | undefined);
+          points.push(
+            wire === undefined
+              ? [{ ...p.attributes }, p.value]
+              : [{ ...p.attributes }, p.value, wire],
+          );
+        }
       } else continue;
       out.push({
         n: name,
@@ -71,9 +87,12 @@ export function encodeMetrics(resourceMetrics: ResourceMetrics): WireMetric[] {
   return out;
 }
 
+/** A series being merged: its label set, its value, and a counter's latest exemplar. */
+type MergedPoint = [Attributes, number | MutableHistogram, WireExemplar | undefined];
+
 interface MergedMetric {
   readonly first: WireMetric;
-  readonly points: Map<string, [Attributes, number | MutableHistogram]>;
+  readonly points: Map<string, MergedPoint>;
 }
 
 interface MutableHistogram {
@@ -83,6 +102,7 @@ interface MutableHistogram {
   max: number | null;
   readonly b: readonly (number | null)[];
   readonly c: number[];
+  x?: (WireExemplar | null)[];
 }
 
 /**
@@ -112,7 +132,11 @@ export class MetricsMerger {
     }
     return [...merged.values()].map(({ first, points }) => ({
       ...first,
-      p: [...points.values()].map(([attributes, value]) => [{ ...attributes }, value] as const),
+      p: [...points.values()].map(([attributes, value, exemplar]) =>
+        exemplar !== undefined && typeof value === 'number'
+          ? ([{ ...attributes }, value, exemplar] as const)
+          : ([{ ...attributes }, value] as const),
+      ),
     }));
   }
 
@@ -123,16 +147,20 @@ export class MetricsMerger {
       merged.set(metric.n, target);
     } else if (target.first.t !== metric.t) return;
     const how = metric.t === DataPointType.GAUGE ? gaugeMerge(metric.n) : 'sum';
-    for (const [attributes, value] of metric.p) {
+    for (const point of metric.p) {
+      const [attributes, value] = point;
+      const exemplar = (point as readonly unknown[])[2] as WireExemplar | undefined;
       const key = seriesKey(attributes);
       const existing = target.points.get(key);
       if (existing === undefined) {
         target.points.set(key, [
           this.intern(metric.n, key, attributes),
           typeof value === 'number' ? value : copyHistogram(value),
+          exemplar,
         ]);
         continue;
       }
+      existing[2] = latest(existing[2], exemplar);
       const current = existing[1];
       if (typeof current === 'number' && typeof value === 'number') {
         existing[1] =
@@ -167,7 +195,34 @@ function seriesKey(attributes: Record<string, unknown>): string {
 }
 
 function copyHistogram(h: WireHistogram): MutableHistogram {
-  return { count: h.count, sum: h.sum, min: h.min, max: h.max, b: h.b, c: [...h.c] };
+  const copy: MutableHistogram = {
+    count: h.count,
+    sum: h.sum,
+    min: h.min,
+    max: h.max,
+    b: h.b,
+    c: [...h.c],
+  };
+  if (h.x !== undefined) copy.x = [...h.x];
+  return copy;
+}
+
+function toWire(exemplar: Exemplar | undefined): WireExemplar | undefined {
+  if (exemplar === undefined) return undefined;
+  const { traceId: t, spanId: s, correlationId: c, value: v, timeMs: ms } = exemplar;
+  return c === undefined ? { t, s, v, ms } : { t, s, c, v, ms };
+}
+
+function fromWire(wire: WireExemplar | null | undefined): Exemplar | undefined {
+  if (wire == null) return undefined;
+  return { traceId: wire.t, spanId: wire.s, correlationId: wire.c, value: wire.v, timeMs: wire.ms };
+}
+
+/** The later of two exemplars of one series or bucket (several processes record into it). */
+function latest<T extends WireExemplar | null | undefined>(a: T, b: T): T {
+  if (b == null) return a;
+  if (a == null) return b;
+  return b.ms > a.ms ? b : a;
 }
 
 function addHistogram(into: MutableHistogram, h: WireHistogram): void {
@@ -177,6 +232,11 @@ function addHistogram(into: MutableHistogram, h: WireHistogram): void {
   into.count += h.count;
   into.sum += h.sum;
   for (let i = 0; i < h.c.length; i++) into.c[i] = (into.c[i] as number) + (h.c[i] as number);
+  if (h.x !== undefined) {
+    if (into.x === undefined) into.x = new Array<WireExemplar | null>(h.c.length).fill(null);
+    const x = into.x;
+    for (let i = 0; i < h.c.length; i++) x[i] = latest(x[i] ?? null, h.x[i] ?? null);
+  }
   if (h.min !== null) into.min = into.min === null ? h.min : Math.min(into.min, h.min);
   if (h.max !== null) into.max = into.max === null ? h.max : Math.max(into.max, h.max);
 }
@@ -189,10 +249,7 @@ function sameBoundaries(a: readonly (number | null)[], b: readonly (number | nul
 
 const ZERO_TIME: [number, number] = [0, 0];
 
-function toMetricData(
-  metric: WireMetric,
-  points: Map<string, [Attributes, number | MutableHistogram]>,
-): MetricData {
+function toMetricData(metric: WireMetric, points: Map<string, MergedPoint>): MetricData {
   const descriptor = {
     name: metric.n,
     description: metric.d,
@@ -209,7 +266,10 @@ function toMetricData(
       dataPointType: DataPointType.HISTOGRAM,
       dataPoints: [...points.values()].map(([attributes, value]) => {
         const h = value as MutableHistogram;
+        const point: ExemplarCarrier = {};
+        if (h.x !== undefined) point[EXEMPLARS] = h.x.map(fromWire);
         return {
+          ...point,
           ...base,
           attributes,
           value: {
@@ -226,11 +286,11 @@ function toMetricData(
       }),
     } as MetricData;
   }
-  const dataPoints = [...points.values()].map(([attributes, value]) => ({
-    ...base,
-    attributes,
-    value: value as number,
-  }));
+  const dataPoints = [...points.values()].map(([attributes, value, exemplar]) => {
+    const point: ExemplarCarrier = {};
+    if (exemplar !== undefined) point[EXEMPLARS] = fromWire(exemplar);
+    return { ...point, ...base, attributes, value: value as number };
+  });
   if (metric.t === DataPointType.SUM) {
     return {
       descriptor,

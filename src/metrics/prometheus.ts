@@ -8,9 +8,9 @@
  * collection to the primary over the cluster IPC channel.
  *
  * A scraper that asks for OpenMetrics 1.0 in its Accept header (Prometheus does, by default)
- * gets it, with the exemplars of the distro's request counter and latency buckets; any other
- * client gets the text format, unchanged. Exemplars do not cross the cluster IPC channel: a
- * primary's sum of its workers' series has none.
+ * gets it, with the exemplars of the distro's request counter and latency buckets (in a cluster
+ * primary, the latest of any process: metrics/aggregate.ts); any other client gets the text
+ * format, unchanged.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';

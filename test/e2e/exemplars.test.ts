@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AppProcess, ROOT, startApp } from '../support/app';
+import { type AppProcess, freePort, ROOT, startApp } from '../support/app';
 import {
   type PrometheusServer,
   requirePrometheusTool,
@@ -328,5 +328,67 @@ describe('exemplars: Prometheus (exemplar storage) → trace ID → datalab-otel
       ),
       [],
     );
+  });
+});
+
+describe('exemplars: a cluster primary shows its workers’ exemplars', () => {
+  let app: AppProcess | undefined;
+  let dir: string | undefined;
+  const workerPids: number[] = [];
+
+  after(async () => {
+    await app?.stop();
+    for (const pid of workerPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone with the primary.
+      }
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves the latest exemplar of its workers, over the IPC channel, with the summed counts', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'datalab-exemplars-cluster-'));
+    const appPort = await freePort();
+    app = await startApp({
+      fixture: 'cluster-app.cjs',
+      env: { APP_PORT: String(appPort), WORKERS: '2', DATALAB_TRACES_DIR: dir },
+    });
+    for (const line of app.stdout) {
+      if (!line.startsWith('{"event":"listening"')) continue;
+      workerPids.push(...(JSON.parse(line) as { workers: number[] }).workers);
+    }
+    assert.equal(workerPids.length, 2, app.stdout.join('\n'));
+    const sent = new Set<string>();
+    const workersSeen = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`http://127.0.0.1:${appPort}/cluster/${i}`);
+      workersSeen.add(await res.text());
+      sent.add((res.headers.get('traceresponse') ?? '').split('-')[1] as string);
+    }
+    const res = await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`, {
+      headers: { accept: 'application/openmetrics-text;version=1.0.0' },
+    });
+    const body = await res.text();
+    assert.ok(body.endsWith('# EOF\n'));
+    const exemplarLines = body
+      .split('\n')
+      .filter((l) => l.startsWith('http_request_duration_seconds_bucket{') && l.includes(' # {'));
+    assert.ok(exemplarLines.length > 0, `no exemplar in the primary's scrape:\n${body}`);
+    for (const line of [
+      ...exemplarLines,
+      ...body.split('\n').filter((l) => l.startsWith('http_requests_total{')),
+    ]) {
+      const traceId = /trace_id="([0-9a-f]{32})"/.exec(line)?.[1];
+      assert.ok(traceId !== undefined && sent.has(traceId), `exemplar of a request made: ${line}`);
+    }
+    // Requests were served by the workers, never by the primary; the counts are their sum.
+    assert.ok(workersSeen.size >= 1);
+    const total = body
+      .split('\n')
+      .filter((l) => l.startsWith('http_requests_total{'))
+      .reduce((n, l) => n + Number(l.split(' # ')[0]?.split(' ').at(-1)), 0);
+    assert.equal(total, 10);
   });
 });

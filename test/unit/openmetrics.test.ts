@@ -9,6 +9,7 @@ import {
   type MetricData,
   type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
+import { encodeMetrics, MetricsMerger } from '../../src/metrics/aggregate';
 import {
   DistroCounter,
   DistroHistogram,
@@ -388,6 +389,92 @@ describe('OpenMetrics serialization', () => {
     const histogramExemplars = exemplars.find(Array.isArray) as (Exemplar | undefined)[];
     assert.equal(histogramExemplars.length, 5);
     assert.equal(histogramExemplars[2]?.traceId, TRACE);
+  });
+});
+
+describe('exemplars across the processes of a cluster', () => {
+  it('keeps the latest exemplar of each bucket and counter series of any process', async () => {
+    const labels = Object.freeze({ method: 'GET', endpoint: '/x', service: 's' });
+    const status = Object.freeze({ ...labels, status: '200' });
+    const primary = distro();
+    const worker = distro();
+    const own = {
+      hist: primary.durations.createSeries(labels),
+      count: primary.requests.createSeries(status),
+    };
+    const other = {
+      hist: worker.durations.createSeries(labels),
+      count: worker.requests.createSeries(status),
+    };
+    const record = (
+      where: typeof own,
+      seconds: number,
+      trace: string,
+      span: string,
+      correlation?: string,
+    ) => {
+      where.hist.record(seconds);
+      where.hist.recordExemplar(seconds, trace, span, correlation);
+      where.count.count++;
+      where.count.exemplar(1, trace, span, correlation);
+    };
+    const later = async () => {
+      const start = performance.now();
+      while (performance.now() - start < 3) await new Promise((r) => setTimeout(r, 1));
+    };
+    // Own (primary) exemplars come first in the merge: the latest must win either way round.
+    record(other, 0.05, TRACE2, SPAN2); // 0.1 bucket, older
+    record(own, 0.5, TRACE, SPAN); // 1.0 bucket, older
+    await later();
+    record(own, 0.06, TRACE, SPAN, 'mine'); // 0.1 bucket, newer: wins
+    record(other, 0.7, TRACE2, SPAN2, 'theirs'); // 1.0 bucket, newer: wins
+    record(own, 0.005, TRACE, SPAN); // 0.01 bucket: only the primary has one
+    await later();
+    record(other, 5, TRACE2, SPAN2); // 10.0 bucket: only the worker has one; newest on the counter
+
+    // The worker's collection as it crosses the IPC channel: JSON.
+    const wire = JSON.parse(
+      JSON.stringify(
+        encodeMetrics(worker.producer.collectSync().resourceMetrics as ResourceMetrics),
+      ),
+    );
+    const rm = primary.producer.collectSync().resourceMetrics as ResourceMetrics;
+    const merged = new MetricsMerger().merge({ ...rm, resource: RESOURCE }, [wire]);
+    const lines = new PrometheusTextSerializer()
+      .serialize(merged, true)
+      .toString('utf8')
+      .split('\n');
+    const line = (prefix: string) => lines.find((l) => l.startsWith(prefix)) as string;
+    const bucket = (le: string) =>
+      line(
+        `http_request_duration_seconds_bucket{method="GET",endpoint="/x",service="s",le="${le}"}`,
+      );
+    const exemplar = (trace: string, span: string, rest: string) =>
+      new RegExp(`# \\{trace_id="${trace}",span_id="${span}"${rest}`);
+    assert.match(bucket('0.01'), /\} 1 # /);
+    assert.match(bucket('0.01'), exemplar(TRACE, SPAN, '\\} 0\\.005 '));
+    assert.match(bucket('0.1'), /\} 3 # /);
+    assert.match(bucket('0.1'), exemplar(TRACE, SPAN, ',correlation_id="mine"\\} 0\\.06 '));
+    assert.match(bucket('1.0'), /\} 5 # /);
+    assert.match(bucket('1.0'), exemplar(TRACE2, SPAN2, ',correlation_id="theirs"\\} 0\\.7 '));
+    assert.match(bucket('10.0'), exemplar(TRACE2, SPAN2, '\\} 5 '));
+    assert.doesNotMatch(bucket('+Inf'), /#/);
+    const total = line('http_requests_total{');
+    assert.match(total, /\} 6 # /);
+    assert.match(total, exemplar(TRACE2, SPAN2, '\\} 1 '));
+    // Counts are the sums, exemplars or not.
+    assert.match(line('http_request_duration_seconds_count{'), /\} 6$/);
+
+    // The retired workers' sum keeps them too, and a merge without exemplars has none.
+    const summed = new MetricsMerger().sum([wire]);
+    assert.deepEqual(JSON.parse(JSON.stringify(summed)), wire);
+    const plain = distro();
+    plain.durations.createSeries(labels).record(0.5);
+    const none = new MetricsMerger().merge(
+      { ...(plain.producer.collectSync().resourceMetrics as ResourceMetrics), resource: RESOURCE },
+      [],
+    );
+    assert.doesNotMatch(new PrometheusTextSerializer().serialize(none, true).toString(), /# \{/);
   });
 });
 
