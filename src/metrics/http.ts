@@ -364,11 +364,11 @@ export function routeTemplate(base: string, path: unknown): string | undefined {
 }
 
 /**
- * OpenMetrics exemplars (instruments.ts): a node:http request whose server span is sampled
- * becomes the latest exemplar of its latency bucket and of its counter series. Only references to
- * the span context's strings are stored; counts are not touched. The span is still recording
- * here (it ends after the count), unless the distro ended it early because the handler threw: that
- * trace is recorded too. node:http2 exchanges and upgrades carry no span and get no exemplar.
+ * OpenMetrics exemplars (instruments.ts): a request (node:http record or node:http2 exchange)
+ * whose server span is sampled becomes the latest exemplar of its latency bucket and of its
+ * counter series. Only references to the span context's strings are stored; counts are not
+ * touched. The span is still recording here (it ends after the count), unless the distro ended it
+ * early because the handler threw: that trace is recorded too. Upgrades carry no span.
  */
 function recordExemplars(
   ids: RequestIds,

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AppProcess, freePort, ROOT, startApp } from '../support/app';
@@ -390,5 +391,62 @@ describe('exemplars: a cluster primary shows its workers’ exemplars', () => {
       .filter((l) => l.startsWith('http_requests_total{'))
       .reduce((n, l) => n + Number(l.split(' # ')[0]?.split(' ').at(-1)), 0);
     assert.equal(total, 10);
+  });
+});
+
+describe('exemplars: node:http2 requests', () => {
+  let app: AppProcess | undefined;
+  let dir: string | undefined;
+
+  after(async () => {
+    await app?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('get exemplars like node:http ones', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'datalab-exemplars-h2-'));
+    app = await startApp({ fixture: 'http2-app.mjs', env: { DATALAB_TRACES_DIR: dir } });
+    const session = http2.connect(`http://127.0.0.1:${app.port}`);
+    const sent = new Set<string>();
+    try {
+      for (let i = 0; i < 4; i++) {
+        const traceresponse = await new Promise<string>((resolve, reject) => {
+          const req = session.request({ ':path': `/users/${i}` });
+          req.on('response', (headers) => resolve(String(headers.traceresponse ?? '')));
+          req.on('error', reject);
+          req.resume();
+          req.end();
+        });
+        sent.add(traceresponse.split('-')[1] as string);
+      }
+    } finally {
+      session.close();
+    }
+    const body = await (
+      await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`, {
+        headers: { accept: 'application/openmetrics-text' },
+      })
+    ).text();
+    const lines = body
+      .split('\n')
+      .filter(
+        (l) =>
+          (l.startsWith('http_request_duration_seconds_bucket{') ||
+            l.startsWith('http_requests_total{')) &&
+          l.includes('endpoint="/users/:id"') &&
+          l.includes(' # {'),
+      );
+    assert.ok(
+      lines.some((l) => l.startsWith('http_requests_total{')),
+      body,
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('http_request_duration_seconds_bucket{')),
+      body,
+    );
+    for (const line of lines) {
+      const traceId = /trace_id="([0-9a-f]{32})"/.exec(line)?.[1];
+      assert.ok(traceId !== undefined && sent.has(traceId), `exemplar of a request made: ${line}`);
+    }
   });
 });
