@@ -146,30 +146,42 @@ export function createPromClientMetrics(meter: Meter, service: string, linux: bo
     _getActiveHandles?: () => unknown[];
     _getActiveRequests?: () => unknown[];
   };
-  if (typeof internals._getActiveHandles === 'function') {
-    meter
-      .createObservableGauge('nodejs_active_handles_total', {
-        description: 'Total number of active handles.',
-      })
-      .addCallback(
-        guarded('active-handles', (result) => {
-          const handles = internals._getActiveHandles?.();
-          if (handles) result.observe(handles.length, attributes);
-        }),
-      );
+  // prom-client also exports `nodejs_active_handles_total` and `nodejs_active_requests_total`:
+  // gauges named like counters, which `promtool check metrics` rejects. The per-type series carry
+  // the same numbers (`sum without (type) (...)`).
+  for (const [name, read, help] of [
+    [
+      'nodejs_active_handles',
+      internals._getActiveHandles,
+      'Number of active libuv handles grouped by handle type. Every handle type is C++ class name.',
+    ],
+    [
+      'nodejs_active_requests',
+      internals._getActiveRequests,
+      'Number of active libuv requests grouped by request type. Every request type is C++ class name.',
+    ],
+  ] as const) {
+    if (typeof read !== 'function') continue;
+    meter.createObservableGauge(name, { description: help }).addCallback(
+      guarded(name, (result) => {
+        for (const [type, count] of countByType(read.call(process))) {
+          result.observe(count, { type, ...attributes });
+        }
+      }),
+    );
   }
-  if (typeof internals._getActiveRequests === 'function') {
-    meter
-      .createObservableGauge('nodejs_active_requests_total', {
-        description: 'Total number of active requests.',
-      })
-      .addCallback(
-        guarded('active-requests', (result) => {
-          const requests = internals._getActiveRequests?.();
-          if (requests) result.observe(requests.length, attributes);
-        }),
-      );
+}
+
+/** Handles or requests by constructor name, as prom-client groups them. */
+export function countByType(list: readonly unknown[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const item of list) {
+    const type = (item as { constructor?: { name?: unknown } } | null | undefined)?.constructor
+      ?.name;
+    if (typeof type !== 'string') continue;
+    counts.set(type, (counts.get(type) ?? 0) + 1);
   }
+  return counts;
 }
 
 /** VmRSS, VmSize and VmData of /proc/<pid>/status, in bytes. */
