@@ -39,7 +39,8 @@ export const DEFERRED_MODULES: Partial<Record<InstrumentationName, readonly stri
   winston: ['winston', 'winston'],
 };
 
-const PACKAGES: Record<InstrumentationName, string> = {
+// runtime-node is the distro's own (metrics/runtime.ts).
+const PACKAGES: Record<Exclude<InstrumentationName, 'runtime-node'>, string> = {
   http: '@opentelemetry/instrumentation-http',
   undici: '@opentelemetry/instrumentation-undici',
   express: '@opentelemetry/instrumentation-express',
@@ -47,7 +48,6 @@ const PACKAGES: Record<InstrumentationName, string> = {
   ioredis: '@opentelemetry/instrumentation-ioredis',
   redis: '@opentelemetry/instrumentation-redis',
   winston: '@opentelemetry/instrumentation-winston',
-  'runtime-node': '@opentelemetry/instrumentation-runtime-node',
 };
 
 type Definition = InstrumentationModuleDefinition;
@@ -65,7 +65,7 @@ function deferredInstrumentation(
   create: () => Instrumentation,
 ): Instrumentation {
   // A missing package still fails at start-up, with the usual warning.
-  require.resolve(PACKAGES[name]);
+  if (name !== 'runtime-node') require.resolve(PACKAGES[name]);
   let real: Instrumentation | undefined;
   let failed = false;
   let tracerProvider: Parameters<Instrumentation['setTracerProvider']>[0] | undefined;
@@ -138,9 +138,18 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     return new HttpInstrumentation({ disableIncomingRequestInstrumentation: true });
   },
   undici: () => {
-    const { UndiciInstrumentation } =
-      require('@opentelemetry/instrumentation-undici') as typeof import('@opentelemetry/instrumentation-undici');
-    return new UndiciInstrumentation();
+    // A missing package still fails at start-up, with the usual warning; the package itself
+    // loads at the first undici request (deferred-undici.ts).
+    require.resolve(PACKAGES.undici);
+    const { deferredUndiciInstrumentation } =
+      require('./deferred-undici') as typeof import('./deferred-undici');
+    return deferredUndiciInstrumentation(() =>
+      withDistroApi(() => {
+        const { UndiciInstrumentation } =
+          require('@opentelemetry/instrumentation-undici') as typeof import('@opentelemetry/instrumentation-undici');
+        return new UndiciInstrumentation();
+      }),
+    );
   },
   express: () => {
     const { ExpressInstrumentation, ExpressLayerType } =
@@ -204,9 +213,9 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
     });
   },
   'runtime-node': () => {
-    const { RuntimeNodeInstrumentation } =
-      require('@opentelemetry/instrumentation-runtime-node') as typeof import('@opentelemetry/instrumentation-runtime-node');
-    return new RuntimeNodeInstrumentation();
+    const { RuntimeMetricsInstrumentation } =
+      require('./metrics/runtime') as typeof import('./metrics/runtime');
+    return new RuntimeMetricsInstrumentation();
   },
 };
 

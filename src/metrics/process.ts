@@ -1,9 +1,9 @@
 /**
  * Process metrics: `memory_usage_bytes` (SPEC §3, resident set size); the process series of
  * prom-client's default metrics, under its names, types and help texts (SPEC §3: dashboards and
- * alerts written for prom-client keep working); and the Node.js runtime health series, taken from
- * OpenTelemetry's runtime instrumentation and renamed by view to Prometheus conventions with the
- * `service` label.
+ * alerts written for prom-client keep working); and the Node.js runtime health series, measured as
+ * OpenTelemetry's runtime instrumentation measures them (metrics/runtime.ts) and renamed by view
+ * to Prometheus conventions with the `service` label.
  *
  * Everything here is read in observable callbacks, that is when a reader collects (a scrape, a
  * push): nothing is recorded per request.
@@ -207,7 +207,7 @@ export function parseMaxOpenFiles(text: string): number | undefined {
   return undefined;
 }
 
-const RUNTIME_SCOPE = '@opentelemetry/instrumentation-runtime-node';
+export const RUNTIME_SCOPE = '@opentelemetry/instrumentation-runtime-node';
 
 /** runtime-node instrument → Prometheus name, and the attribute renamed to a label. */
 export const RUNTIME_METRICS: readonly {

@@ -13,11 +13,16 @@
  * format, unchanged.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import type { IMetricReader, MetricProducer, ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import {
+  type IMetricReader,
+  type MetricProducer,
+  MetricReader,
+  type ResourceMetrics,
+} from '@opentelemetry/sdk-metrics';
 import { collectWorkers, hasWorkers, processRole, serveCollections } from '../cluster';
-import { encodeMetrics, MetricsMerger } from './aggregate';
-import { PrometheusTextSerializer } from './prometheus-text';
+import { warnOnce } from '../warnings';
+import type { MetricsMerger } from './aggregate';
+import type { PrometheusTextSerializer } from './prometheus-text';
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const OPENMETRICS_CONTENT_TYPE =
@@ -72,35 +77,67 @@ interface SyncProducer extends MetricProducer {
   collectSync(): { resourceMetrics: Pick<ResourceMetrics, 'scopeMetrics'> };
 }
 
+/**
+ * A reader that collects when asked, as exporter-prometheus's PrometheusExporter does with
+ * `preventServerStart` (cumulative, default aggregations, the same component type for the SDK's
+ * own metrics) without loading that package and its serializer at start-up.
+ */
+class PullMetricReader extends MetricReader {
+  constructor(metricProducers: MetricProducer[]) {
+    super({ metricProducers, otelComponentType: 'prometheus_http_text_metric_exporter' });
+  }
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+// Aggregation across cluster workers and the serializer are needed at the first scrape, not
+// before: loaded then. Should that fail, the scrape answers 500 and the cause is reported once.
+function load<T>(name: string, get: () => T): T {
+  try {
+    return get();
+  } catch (err) {
+    warnOnce(
+      'DLOTEL_INTERNAL_ERROR',
+      `metrics-load-${name}`,
+      `/metrics could not load ${name} (${err instanceof Error ? err.message : String(err)}); the scrape failed`,
+    );
+    throw err;
+  }
+}
+const aggregate = () =>
+  load('aggregate', () => require('./aggregate') as typeof import('./aggregate'));
+
 export function createPrometheusEndpoint(producers: MetricProducer[] = []): {
   reader: IMetricReader;
   handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 } {
-  const exporter = new PrometheusExporter({
-    preventServerStart: true,
-    withoutScopeInfo: true,
-    metricProducers: producers,
-  });
+  const exporter = new PullMetricReader(producers);
   // Keeps the rendered label sets between scrapes: one instance for the process.
-  const serializer = new PrometheusTextSerializer();
+  let serializer: PrometheusTextSerializer | undefined;
   const role = processRole();
   if (role.kind === 'cluster-worker') {
     const sync = producers.flatMap((p) =>
       typeof (p as Partial<SyncProducer>).collectSync === 'function' ? [p as SyncProducer] : [],
     );
     serveCollections(
-      async () => encodeMetrics((await exporter.collect()).resourceMetrics),
+      async () => aggregate().encodeMetrics((await exporter.collect()).resourceMetrics),
       () =>
-        encodeMetrics({
+        aggregate().encodeMetrics({
           resource: undefined as never,
           scopeMetrics: sync.flatMap((p) => p.collectSync().resourceMetrics.scopeMetrics),
         }),
     );
   }
-  const merger = role.kind === 'process' ? new MetricsMerger() : undefined;
+  const merges = role.kind === 'process';
+  let merger: MetricsMerger | undefined;
   return {
     reader: exporter,
     async handler(req, res) {
+      serializer ??= load('prometheus-text', () => {
+        const text = require('./prometheus-text') as typeof import('./prometheus-text');
+        return new text.PrometheusTextSerializer();
+      });
+      if (merges) merger ??= new (aggregate().MetricsMerger)();
       const openMetrics = prefersOpenMetrics(req.headers.accept);
       const { resourceMetrics } = await exporter.collect();
       // Outside a cluster primary with workers, the process's own collection as it is.
