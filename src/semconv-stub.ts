@@ -4,9 +4,10 @@
  * the instrumentations the distro loads read about thirty more. Parsing it was about 7 MiB of
  * peak RSS and 10 ms of the preload's start-up. So before the SDK is loaded, the module cache
  * entry of that index answers the stable constants below, whose values the semantic conventions
- * guarantee never change (test/unit/semconv-stub.test.ts checks them against the package); any
- * other name, and any enumeration of the module, loads the real index once and answers from it.
+ * guarantee never change (test/unit/semconv-stub.test.ts checks them against the package); the
+ * first read of any other name loads the real index once, and every name answers from it.
  */
+import { readFileSync } from 'node:fs';
 import { Module } from 'node:module';
 import { dirname } from 'node:path';
 import { warnOnce } from './warnings';
@@ -51,12 +52,28 @@ export const STABLE_CONSTANTS: Readonly<Record<string, string>> = Object.freeze(
   TELEMETRY_SDK_LANGUAGE_VALUE_NODEJS: 'nodejs',
 });
 
+/** The names a rolldown-built CommonJS index exports (`exports.NAME = …;`, one per line). */
+export function exportedNames(source: string): string[] {
+  const names: string[] = [];
+  const prefix = '\nexports.';
+  for (let at = source.indexOf(prefix); at !== -1; at = source.indexOf(prefix, at + 1)) {
+    const start = at + prefix.length;
+    const end = source.indexOf(' = ', start);
+    const name = end === -1 ? '' : source.slice(start, end);
+    if (/^[A-Za-z_$][\w$]*$/.test(name)) names.push(name);
+  }
+  return names;
+}
+
 /**
- * The exports object of the stand-in: answers `constants` by name; everything else comes from
- * `load()`, called at most once. Once loaded, the real exports are copied onto the target, so
- * that enumeration, `in` and property descriptors behave as the real module's.
+ * The exports object of the stand-in: a plain object with every name of `names` as its own
+ * property, so that reads, `in` and enumeration behave as on the real module's. The `constants`
+ * are plain values, read at the cost of any property (the instrumentations read some on every
+ * request); each other name is a getter that calls `load()` once and turns every property into
+ * the real module's value.
  */
 export function lazyExports(
+  names: readonly string[],
   constants: Readonly<Record<string, string>>,
   load: () => object,
 ): Record<string | symbol, unknown> {
@@ -65,8 +82,9 @@ export function lazyExports(
   const fill = () => {
     if (loaded) return;
     loaded = true;
+    let real: object = {};
     try {
-      Object.defineProperties(target, Object.getOwnPropertyDescriptors(load()));
+      real = load();
     } catch (err) {
       // The package answered at start-up; a copy removed from disk since must not throw into
       // whatever library reads a constant (possibly while serving a request).
@@ -76,34 +94,40 @@ export function lazyExports(
         `${PACKAGE} could not be loaded (${err instanceof Error ? err.message : String(err)}); its other constants read as undefined`,
       );
     }
+    for (const name of names) {
+      if (!Object.hasOwn(real, name) && !Object.hasOwn(constants, name)) delete target[name];
+    }
+    // Redefined in place: the keys keep the real module's order.
+    Object.defineProperties(target, Object.getOwnPropertyDescriptors(real));
   };
-  return new Proxy(target, {
-    get(t, name) {
-      if (!loaded && typeof name === 'string' && Object.hasOwn(constants, name)) {
-        return constants[name];
-      }
-      fill();
-      return Reflect.get(t, name);
-    },
-    has(t, name) {
-      fill();
-      return Reflect.has(t, name);
-    },
-    ownKeys(t) {
-      fill();
-      return Reflect.ownKeys(t);
-    },
-    getOwnPropertyDescriptor(t, name) {
-      fill();
-      return Reflect.getOwnPropertyDescriptor(t, name);
-    },
-  });
+  for (const name of names) {
+    if (Object.hasOwn(constants, name)) {
+      target[name] = constants[name];
+      continue;
+    }
+    Object.defineProperty(target, name, {
+      enumerable: true,
+      configurable: true,
+      get() {
+        fill();
+        return target[name];
+      },
+      set(value: unknown) {
+        fill();
+        target[name] = value;
+      },
+    });
+  }
+  return target;
 }
 
 type ModuleInternals = typeof Module & {
   _cache: Record<string, Module | undefined>;
   _nodeModulePaths(dir: string): string[];
 };
+
+/** Module.prototype.load: compiles a file into that module (what require() does on a miss). */
+type LoadableModule = Module & { load(filename: string): void };
 
 /**
  * Puts the stand-in in the module cache for the copy of the package that @opentelemetry/core
@@ -120,13 +144,25 @@ export function installSemconvStub(): void {
     return;
   }
   if (M._cache[filename] !== undefined) return;
+  let names: string[];
+  try {
+    names = exportedNames(readFileSync(filename, 'utf8'));
+  } catch {
+    return;
+  }
+  // Another layout than the one this was written for: the package loads as it is.
+  if (!Object.keys(STABLE_CONSTANTS).every((name) => names.includes(name))) return;
   const stub = new Module(filename);
   stub.filename = filename;
   stub.paths = M._nodeModulePaths(dirname(filename));
-  stub.exports = lazyExports(STABLE_CONSTANTS, () => {
-    // The real module takes the cache entry from here on: later requirers get it directly.
-    if (M._cache[filename] === stub) delete M._cache[filename];
-    return require(filename) as object;
+  stub.exports = lazyExports(names, STABLE_CONSTANTS, () => {
+    // The real index, compiled into a module of its own: the stand-in keeps the cache entry, so
+    // that every requirer, before and after, holds the same exports object.
+    const real = new Module(filename, stub) as LoadableModule;
+    real.filename = filename;
+    real.paths = stub.paths;
+    real.load(filename);
+    return real.exports as object;
   });
   stub.loaded = true;
   M._cache[filename] = stub;
