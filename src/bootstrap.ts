@@ -53,7 +53,6 @@ export function bootstrap(): Promise<void> {
       ? (require('./esm-hooks') as typeof import('./esm-hooks')).prepareEsmHooks()
       : undefined;
     const { withDistroApi } = require('./api-copy') as typeof import('./api-copy');
-    (require('./semconv-stub') as typeof import('./semconv-stub')).installSemconvStub();
     const { startTelemetry } = withDistroApi(() => require('./sdk') as typeof import('./sdk'));
     const { installShutdownHooks } = require('./shutdown') as typeof import('./shutdown');
     state.telemetry = withDistroApi(() => startTelemetry(config));

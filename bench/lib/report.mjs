@@ -175,10 +175,6 @@ export function startupTargets(result) {
   return out;
 }
 
-function targetLines(rows) {
-  return rows.map((t) => `- ${t.met ? 'met' : '**not met**'}: ${t.target}: ${t.value}`).join('\n');
-}
-
 /** The targets of the performance issues (15 for load and start-up, 9 for backend trouble). */
 export function targets(result) {
   const out = [];
@@ -268,9 +264,6 @@ export function formatReport(result) {
   if (result.startup) parts.push('### Start-up', startupTable(result.startup));
   if (result.firstResponse)
     parts.push('### Spawn to first response', firstResponseTable(result.firstResponse));
-  const startup = startupTargets(result);
-  if (startup.length > 0)
-    parts.push('Start-up targets (medians of paired differences):', targetLines(startup));
   if (result.scrape) parts.push('### Scrape', scrapeText(result.scrape));
   if (result.lookup) parts.push('### Trace lookup', lookupText(result.lookup));
   if (result.trouble) parts.push(formatTrouble(result.trouble, o));
