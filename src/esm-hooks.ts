@@ -111,6 +111,18 @@ function registerInThread(port: MessagePort): void {
       },
     }),
   );
+  // import-in-the-middle takes a module required with no parent URL for an entry point and gives
+  // it the `commonjs` format when the resolver named none, builtins included: what `node -e`
+  // code requires has no parent URL, and Node then reads `node:module` from disk (ENOENT). This
+  // hook, registered last, runs first and sees that result.
+  registerHooks({
+    resolve: (specifier, context, nextResolve) => {
+      const result = nextResolve(specifier, context);
+      return result.format === 'commonjs' && result.url.startsWith('node:')
+        ? { ...result, format: 'builtin' }
+        : result;
+    },
+  });
   if (taken) {
     warn(
       'DLOTEL_ESM_HOOKS_CONFLICT',

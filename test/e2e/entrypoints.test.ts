@@ -2,9 +2,10 @@
  * Every way a platform team can switch the distro on, and off.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { MIN_NODE_VERSION } from '../../src/node-version';
-import { type AppProcess, type Preload, request, startApp } from '../support/app';
+import { type AppProcess, type Preload, ROOT, request, startApp } from '../support/app';
 import { findNodeOlderThan, versionOf } from '../support/node-binaries';
 import { startOtlpReceiver } from '../support/otlp-receiver';
 import { samplesNamed, sumOf } from '../support/prometheus-text';
@@ -143,6 +144,29 @@ describe('entry points', () => {
       hole.close();
     }
   });
+
+  for (const flag of ['--require', '--import']) {
+    it(`node ${flag} @datalab/otel/register -e / -p: the code runs, builtins and packages load`, () => {
+      const env: NodeJS.ProcessEnv = { ...process.env, OTEL_TRACES_EXPORTER: 'none' };
+      delete env.NODE_OPTIONS;
+      const code =
+        "require('node:module'); require('module'); require('express'); console.log('ran')";
+      const evaluated = spawnSync(process.execPath, [flag, '@datalab/otel/register', '-e', code], {
+        cwd: ROOT,
+        env,
+        encoding: 'utf8',
+      });
+      assert.equal(evaluated.status, 0, evaluated.stderr);
+      assert.equal(evaluated.stdout.trim(), 'ran');
+      const printed = spawnSync(process.execPath, [flag, '@datalab/otel/register', '-p', '6*7'], {
+        cwd: ROOT,
+        env,
+        encoding: 'utf8',
+      });
+      assert.equal(printed.status, 0, printed.stderr);
+      assert.equal(printed.stdout.trim(), '42');
+    });
+  }
 
   it('the service name falls back to the package.json name', async () => {
     app = await startApp({ fixture: 'pkg-app/server.cjs', env: { OTEL_SERVICE_NAME: '' } });
