@@ -23,7 +23,11 @@ import { isSecretKey, REDACTED } from './format';
 
 const VERSIONS = ['>=8 <11'];
 const kPatched = Symbol('datalab.otel.pino');
+const PINO_METADATA: unique symbol = Symbol.for('pino.metadata') as never;
 const MAX_DEPTH = 6;
+const KNOWN_KEYS = 1024;
+/** How a `service` binding appears in a logger's serialized bindings. */
+const SERVICE_BINDING = '"service":';
 
 export interface PinoOptions extends InstrumentationConfig {
   /** Added as `service` to records that have none. */
@@ -77,25 +81,41 @@ function isPlain(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-function hasSecret(value: unknown, keys: ReadonlySet<string>, depth: number): boolean {
+export type SecretTest = (key: string) => boolean;
+
+/** isSecretKey, remembered per field name: the same few names come back on every record. */
+export function secretTest(keys: ReadonlySet<string>): SecretTest {
+  const known = new Map<string, boolean>();
+  return (key) => {
+    let secret = known.get(key);
+    if (secret === undefined) {
+      secret = isSecretKey(key, keys);
+      // Bounded: field names made from data (ids as keys) must not grow it forever.
+      if (known.size < KNOWN_KEYS) known.set(key, secret);
+    }
+    return secret;
+  };
+}
+
+function hasSecret(value: unknown, isSecret: SecretTest, depth: number): boolean {
   if (depth >= MAX_DEPTH || !isPlain(value)) return false;
   if (Array.isArray(value)) {
-    for (const v of value) if (hasSecret(v, keys, depth + 1)) return true;
+    for (const v of value) if (hasSecret(v, isSecret, depth + 1)) return true;
     return false;
   }
   for (const k in value) {
-    if (isSecretKey(k, keys)) return true;
-    if (hasSecret(value[k], keys, depth + 1)) return true;
+    if (isSecret(k)) return true;
+    if (hasSecret(value[k], isSecret, depth + 1)) return true;
   }
   return false;
 }
 
-function redactCopy(value: unknown, keys: ReadonlySet<string>, depth: number): unknown {
+function redactCopy(value: unknown, isSecret: SecretTest, depth: number): unknown {
   if (depth >= MAX_DEPTH || !isPlain(value)) return value;
-  if (Array.isArray(value)) return value.map((v) => redactCopy(v, keys, depth + 1));
+  if (Array.isArray(value)) return value.map((v) => redactCopy(v, isSecret, depth + 1));
   const out: Record<string, unknown> = {};
   for (const k in value) {
-    out[k] = isSecretKey(k, keys) ? REDACTED : redactCopy(value[k], keys, depth + 1);
+    out[k] = isSecret(k) ? REDACTED : redactCopy(value[k], isSecret, depth + 1);
   }
   return out;
 }
@@ -106,10 +126,10 @@ function redactCopy(value: unknown, keys: ReadonlySet<string>, depth: number): u
  */
 export function redactRecord(
   record: Record<string, unknown>,
-  keys: ReadonlySet<string>,
+  isSecret: SecretTest,
 ): Record<string, unknown> {
-  return hasSecret(record, keys, 0)
-    ? (redactCopy(record, keys, 0) as Record<string, unknown>)
+  return hasSecret(record, isSecret, 0)
+    ? (redactCopy(record, isSecret, 0) as Record<string, unknown>)
     : record;
 }
 
@@ -142,14 +162,13 @@ class OtlpLine {
   // pino's multistream sets these before each write.
   lastLevel = 30;
   lastLogger: PinoLogger | undefined;
-  readonly [key: symbol]: unknown;
+  // Asks the multistream for those.
+  readonly [PINO_METADATA] = true;
 
   constructor(
     private readonly messageKey: string,
     private readonly errorKey: string,
-  ) {
-    (this as Record<symbol, unknown>)[Symbol.for('pino.metadata')] = true;
-  }
+  ) {}
 
   write(line: string): void {
     try {
@@ -191,13 +210,11 @@ function pinoLogsApiLogger(): ReturnType<typeof logs.getLogger> {
 }
 
 export class PinoInstrumentation extends InstrumentationBase<PinoOptions> {
-  private readonly keys: ReadonlySet<string>;
-  private readonly serviceBinding: string;
+  private readonly isSecret: SecretTest;
 
   constructor(options: PinoOptions) {
     super('@datalab/otel/pino', DISTRO_VERSION, options);
-    this.keys = new Set(options.redactKeys.map((k) => k.toLowerCase()));
-    this.serviceBinding = '"service":';
+    this.isSecret = secretTest(new Set(options.redactKeys.map((k) => k.toLowerCase())));
   }
 
   protected init() {
@@ -253,11 +270,11 @@ export class PinoInstrumentation extends InstrumentationBase<PinoOptions> {
 
     const formatters = logger[symbols.formattersSym] as Formatters;
     const theirLog = formatters.log;
-    const keys = this.keys;
+    const isSecret = this.isSecret;
     const log = (obj: Record<string, unknown>): Record<string, unknown> => {
       const record = theirLog ? theirLog(obj) : obj;
       try {
-        return redactRecord(record, keys);
+        return redactRecord(record, isSecret);
       } catch (err) {
         failed('redaction', err);
         return record;
@@ -292,12 +309,11 @@ export class PinoInstrumentation extends InstrumentationBase<PinoOptions> {
    * mixin's first), and `service` is left out when the logger's bindings have one. */
   private mixin(chindingsSym: symbol): Mixin {
     const service = this.getConfig().service;
-    const serviceBinding = this.serviceBinding;
     return (_obj: unknown, _level: number, logger: PinoLogger): Record<string, unknown> => {
       const out: Record<string, unknown> = {};
       try {
         const bindings = logger?.[chindingsSym];
-        if (typeof bindings !== 'string' || !bindings.includes(serviceBinding)) {
+        if (typeof bindings !== 'string' || !bindings.includes(SERVICE_BINDING)) {
           out.service = service;
         }
         const ctx = context.active();

@@ -181,9 +181,15 @@ describe('pino loggers of the application', () => {
         (dest === 'custom' ? fileLines(logFile) : jsonLines(app?.stdout ?? [])).filter(
           (l) => l.msg !== undefined,
         );
-      // "started" and two per request.
-      const lines = await atLeast(read, 1 + ids.length * 2, 'pino lines');
-      assert.equal(lines.length, 1 + ids.length * 2);
+      // "started", "bound" and two per request.
+      const lines = await atLeast(read, 2 + ids.length * 2, 'pino lines');
+      assert.equal(lines.length, 2 + ids.length * 2);
+      assert.equal(lines.find((l) => l.msg === 'started')?.service, 'fixture-service');
+      assert.equal(lines.find((l) => l.msg === 'bound')?.service, 'billing');
+      if (dest === 'stdout') {
+        const bound = app.stdout.find((l) => l.includes('"msg":"bound"')) as string;
+        assert.equal(bound.split('"service":').length, 2, `one service field: ${bound}`);
+      }
       for (const [n, id] of ids.entries()) {
         const mine = lines.filter((l) => l.path === `/r/${n}`);
         assert.equal(mine.length, 2);
