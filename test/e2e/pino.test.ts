@@ -6,11 +6,13 @@
  * OTEL_LOGS_EXPORTER=otlp every record must be exported exactly once.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AppProcess, type Preload, startApp } from '../support/app';
+import { promisify } from 'node:util';
+import { type AppProcess, FIXTURES, freePort, type Preload, ROOT, startApp } from '../support/app';
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 
 type Line = Record<string, unknown>;
@@ -78,10 +80,16 @@ describe('pino loggers of the application', () => {
         });
         const tag = randomBytes(4).toString('hex');
         const idOf = (n: number) => `pino-${tag}-${n}`;
+        // Request 0 continues a caller's trace: with no span sink, its lines carry that trace.
+        const upstreamTrace = randomBytes(16).toString('hex');
+        const upstreamSpan = randomBytes(8).toString('hex');
         await Promise.all(
           Array.from({ length: REQUESTS }, async (_, n) => {
             const res = await fetch(app?.url(`/work/${n}`) as string, {
-              headers: { 'x-correlation-id': idOf(n) },
+              headers: {
+                'x-correlation-id': idOf(n),
+                ...(n === 0 ? { traceparent: `00-${upstreamTrace}-${upstreamSpan}-01` } : {}),
+              },
             });
             assert.equal(res.status, 200);
             assert.equal(res.headers.get('x-correlation-id'), idOf(n));
@@ -135,6 +143,11 @@ describe('pino loggers of the application', () => {
               assert.equal(line.trace_id, span?.traceId, JSON.stringify(line));
               assert.equal(line.span_id, span?.spanId);
               assert.equal(line.trace_flags, '01');
+              if (n === 0) assert.equal(line.trace_id, upstreamTrace, 'the caller trace continues');
+            } else if (n === 0) {
+              assert.equal(line.trace_id, upstreamTrace, JSON.stringify(line));
+              assert.equal(line.span_id, upstreamSpan);
+              assert.equal(line.trace_flags, '01');
             } else {
               assert.equal(line.trace_id, undefined, JSON.stringify(line));
               assert.equal(line.span_id, undefined);
@@ -153,6 +166,20 @@ describe('pino loggers of the application', () => {
       });
     }
   }
+
+  it('the pino instrumentation is loaded when the application loads pino, not at start-up', async () => {
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '' };
+    env.DATALAB_METRICS_PORT = String(await freePort());
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--require', '@datalab/otel/register', join(FIXTURES, 'pino-lazy.cjs')],
+      { cwd: ROOT, env, timeout: 20_000 },
+    );
+    assert.deepEqual(JSON.parse(stdout.trim().split('\n').pop() as string), {
+      before: false,
+      after: true,
+    });
+  });
 
   for (const dest of ['stdout', 'custom'] as const) {
     it(`node:http + pino (${dest === 'stdout' ? 'stdout' : 'custom transport module'}): IDs, redaction on the line and over OTLP, each record exported once`, async () => {
