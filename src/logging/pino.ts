@@ -186,7 +186,6 @@ class OtlpLine {
         [this.errorKey]: exception,
         ...attributes
       } = parsed as Record<string, unknown>;
-      if (exception !== undefined) attributes.exception = exception;
       const ms = timeOf(time);
       const level = this.lastLevel;
       pinoLogsApiLogger().emit({
@@ -196,11 +195,20 @@ class OtlpLine {
         severityText: this.lastLogger?.levels?.labels?.[level] ?? String(level),
         body: body as string | undefined,
         attributes: attributes as Record<string, never>,
+        // The logs SDK turns it into exception.type/message/stacktrace.
+        exception: exceptionOf(exception),
       });
     } catch (err) {
       failed('OTLP export of a record', err);
     }
   }
+}
+
+/** pino's `err` serializer names the class `type`; the logs SDK reads `name` (or `code`). */
+function exceptionOf(err: unknown): unknown {
+  if (err === null || typeof err !== 'object' || Array.isArray(err)) return err;
+  const e = err as Record<string, unknown>;
+  return typeof e.name !== 'string' && typeof e.type === 'string' ? { ...e, name: e.type } : e;
 }
 
 let apiLogger: ReturnType<typeof logs.getLogger> | undefined;

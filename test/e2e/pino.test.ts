@@ -253,6 +253,11 @@ describe('pino loggers of the application', () => {
         assert.equal(record?.attributes.correlation_id, line.correlation_id);
         assert.equal(record?.severityText, line.level === 40 ? 'warn' : 'info');
         assert.equal(record?.resource['service.name'], 'fixture-service');
+        if (line.msg === 'done') {
+          assert.equal(record?.attributes['exception.type'], 'Error');
+          assert.equal(record?.attributes['exception.message'], 'slow backend');
+          assert.match(record?.attributes['exception.stacktrace'] as string, /pino-http-app\.mjs/);
+        }
         if (line.msg === 'handling') {
           assert.equal(record?.attributes.password, '[REDACTED]');
           assert.deepEqual(record?.attributes.nested, { apiToken: '[REDACTED]', keep: 'visible' });
