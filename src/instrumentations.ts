@@ -37,6 +37,7 @@ export const DEFERRED_MODULES: Partial<Record<InstrumentationName, readonly stri
   ioredis: ['ioredis'],
   redis: ['redis', '@redis/client', '@node-redis/client'],
   winston: ['winston', 'winston'],
+  pino: ['pino'],
 };
 
 // runtime-node is the distro's own (metrics/runtime.ts).
@@ -48,6 +49,8 @@ const PACKAGES: Record<Exclude<InstrumentationName, 'runtime-node'>, string> = {
   ioredis: '@opentelemetry/instrumentation-ioredis',
   redis: '@opentelemetry/instrumentation-redis',
   winston: '@opentelemetry/instrumentation-winston',
+  // The distro's own (logging/pino.ts): no package to install.
+  pino: './logging/pino',
 };
 
 type Definition = InstrumentationModuleDefinition;
@@ -210,6 +213,15 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
       // then adds the OpenTelemetry transport to every winston logger, once.
       disableLogSending: config.logs.exporters.length === 0,
       // correlation_id comes from logging/winston-correlation.ts, which also works with no span.
+    });
+  },
+  pino: (config) => {
+    const { PinoInstrumentation } = require('./logging/pino') as typeof import('./logging/pino');
+    return new PinoInstrumentation({
+      enabled: false,
+      service: config.serviceName,
+      redactKeys: config.logging.redactKeys,
+      sendLogs: config.logs.exporters.length > 0,
     });
   },
   'runtime-node': () => {

@@ -177,6 +177,7 @@ export const SUPPORTED: Readonly<Record<string, readonly [number, number]>> = {
   ioredis: [4, 6],
   redis: [4, 5],
   winston: [3, 3],
+  pino: [8, 10],
 };
 
 export interface Finding {

@@ -382,7 +382,7 @@ export const logsExporters = list<LogsExporterName>(
   'OTEL_LOGS_EXPORTER',
   ['otlp', 'console'],
   [],
-  'Where winston log records also go: otlp, console, none.',
+  'Where winston and pino log records also go: otlp, console, none.',
   { none: true },
 );
 export const blrp = batchSettings('OTEL_BLRP', 'log records', 1000);
@@ -619,7 +619,7 @@ export const logFormat = oneOf<'json' | 'pretty'>(
 export const redactKeys = setting(
   'DATALAB_REDACT_KEYS',
   'none',
-  'Field names redacted in what the distro logs, besides the built-in ones; comma-separated.',
+  'Field names redacted in what the distro logs and in pino records, besides the built-in ones; comma-separated.',
   (r): string[] => {
     const extra = (r.raw('DATALAB_REDACT_KEYS') ?? '')
       .split(',')

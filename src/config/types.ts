@@ -64,6 +64,7 @@ export const INSTRUMENTATION_NAMES = [
   'ioredis',
   'redis',
   'winston',
+  'pino',
   'runtime-node',
 ] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];

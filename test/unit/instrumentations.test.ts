@@ -8,6 +8,7 @@ const CLASSES: Record<string, [string, string]> = {
   ioredis: ['@opentelemetry/instrumentation-ioredis', 'IORedisInstrumentation'],
   redis: ['@opentelemetry/instrumentation-redis', 'RedisInstrumentation'],
   winston: ['@opentelemetry/instrumentation-winston', 'WinstonInstrumentation'],
+  pino: ['../../src/logging/pino', 'PinoInstrumentation'],
 };
 
 describe('deferred instrumentations', () => {
@@ -17,6 +18,10 @@ describe('deferred instrumentations', () => {
       const Ctor = (require(pkg) as Record<string, new (c: object) => InstrumentationBase>)[cls];
       const real = new (Ctor as new (c: object) => InstrumentationBase)({
         enabled: false,
+        // What the distro's own (pino) needs; the others ignore it.
+        service: 'test',
+        redactKeys: [],
+        sendLogs: false,
       });
       assert.deepEqual(
         real.getModuleDefinitions().map((d) => d.name),
