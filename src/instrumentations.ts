@@ -9,6 +9,7 @@ import {
 } from '@opentelemetry/instrumentation';
 import { withDistroApi } from './api-copy';
 import type { Config, InstrumentationName } from './config';
+import { createMysql2Instrumentation } from './db/mysql2';
 import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
 import { WinstonCorrelationInstrumentation } from './logging/winston-correlation';
@@ -34,6 +35,7 @@ type Factory = (config: Config, hooks: InstrumentationHooks) => Instrumentation;
 export const DEFERRED_MODULES: Partial<Record<InstrumentationName, readonly string[]>> = {
   express: ['express'],
   pg: ['pg', 'pg-pool'],
+  mysql2: ['mysql2'],
   ioredis: ['ioredis'],
   redis: ['redis', '@redis/client', '@node-redis/client'],
   winston: ['winston', 'winston'],
@@ -46,6 +48,7 @@ const PACKAGES: Record<Exclude<InstrumentationName, 'runtime-node'>, string> = {
   undici: '@opentelemetry/instrumentation-undici',
   express: '@opentelemetry/instrumentation-express',
   pg: '@opentelemetry/instrumentation-pg',
+  mysql2: '@opentelemetry/instrumentation-mysql2',
   ioredis: '@opentelemetry/instrumentation-ioredis',
   redis: '@opentelemetry/instrumentation-redis',
   winston: '@opentelemetry/instrumentation-winston',
@@ -186,6 +189,7 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
       requireParentSpan: !config.dbRootSpans,
     });
   },
+  mysql2: (config) => createMysql2Instrumentation({ rootSpans: config.dbRootSpans }),
   ioredis: (config) => {
     const { IORedisInstrumentation } =
       require('@opentelemetry/instrumentation-ioredis') as typeof import('@opentelemetry/instrumentation-ioredis');
@@ -235,7 +239,13 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
  * What these make is spans and nothing else (route templates for the metrics come from Express
  * itself when its instrumentation is absent: see metrics/http.ts).
  */
-const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set(['express', 'pg', 'ioredis', 'redis']);
+const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set([
+  'express',
+  'pg',
+  'mysql2',
+  'ioredis',
+  'redis',
+]);
 
 /** Instrumentations whose own metrics duplicate the distro's or lack the `service` label. */
 export const METRICS_SILENCED: ReadonlySet<InstrumentationName> = new Set(['http', 'undici', 'pg']);

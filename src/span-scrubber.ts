@@ -3,18 +3,30 @@
  * sees it. instrumentation-pg already records a sanitised exception event, but it copies the
  * raw error message into the span status, and PostgreSQL error messages quote the offending
  * value (`invalid input syntax for type integer: "<value>"`). The status gets the sanitised text.
+ * instrumentation-mysql2 does the same with MySQL's messages (`Duplicate entry '<value>' for
+ * key …`), with no exception event to take a sanitised text from: the quoted parts are cut.
  */
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace';
+import { sanitizeMysqlError } from './db/sql';
 
 const PG_SCOPE = '@opentelemetry/instrumentation-pg';
+const MYSQL2_SCOPE = '@opentelemetry/instrumentation-mysql2';
 
 export class SpanScrubber implements SpanProcessor {
   onStart(): void {}
 
   onEnding(span: Span): void {
-    if (span.instrumentationScope.name !== PG_SCOPE) return;
     if (span.status.code !== SpanStatusCode.ERROR || !span.status.message) return;
+    const scope = span.instrumentationScope.name;
+    if (scope === MYSQL2_SCOPE) {
+      span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: sanitizeMysqlError(span.status.message),
+      });
+      return;
+    }
+    if (scope !== PG_SCOPE) return;
     const exception = span.events.find((e) => e.name === 'exception');
     const sanitized = exception?.attributes?.['exception.message'];
     span.setStatus({

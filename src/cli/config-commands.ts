@@ -174,6 +174,7 @@ export const SUPPORTED: Readonly<Record<string, readonly [number, number]>> = {
   express: [4, 5],
   pg: [8, 8],
   'pg-pool': [2, 3],
+  mysql2: [3, 3],
   ioredis: [4, 6],
   redis: [4, 5],
   winston: [3, 3],

@@ -61,6 +61,7 @@ export const INSTRUMENTATION_NAMES = [
   'undici',
   'express',
   'pg',
+  'mysql2',
   'ioredis',
   'redis',
   'winston',

@@ -1,6 +1,6 @@
 /**
- * Finds the application's own database clients (pg pools, ioredis connections) and times their
- * operations, with no code change in the application.
+ * Finds the application's own database clients (pg pools, mysql2 pools, ioredis connections)
+ * and times their operations, with no code change in the application.
  *
  * The timings feed one histogram for every database system, and the pools feed
  * `database_connections_active`, independent of tracing: the OpenTelemetry instrumentations
@@ -13,6 +13,7 @@ import { context } from '@opentelemetry/api';
 import {
   InstrumentationBase,
   InstrumentationNodeModuleDefinition,
+  InstrumentationNodeModuleFile,
 } from '@opentelemetry/instrumentation';
 import { DISTRO_VERSION } from '../version';
 import { warnOnce } from '../warnings';
@@ -25,6 +26,14 @@ export interface PgPoolLike {
   query(text: string): Promise<unknown>;
 }
 
+/** What a mysql2 (core, callback) pool exposes that we read. */
+export interface MysqlPoolLike {
+  readonly _allConnections?: { readonly length: number };
+  readonly _freeConnections?: { readonly length: number };
+  readonly _closed?: boolean;
+  query(sql: string, callback: (err: Error | null) => void): unknown;
+}
+
 /** What an ioredis client exposes that we read. */
 export interface RedisClientLike {
   readonly status: string;
@@ -32,7 +41,7 @@ export interface RedisClientLike {
 }
 
 export type OperationRecorder = (
-  system: 'postgresql' | 'redis',
+  system: 'postgresql' | 'mysql' | 'redis',
   operation: string,
   seconds: number,
 ) => void;
@@ -43,6 +52,7 @@ export type OperationRecorder = (
  */
 export class ClientRegistry {
   private readonly pools = new Set<WeakRef<PgPoolLike>>();
+  private readonly mysql = new Set<WeakRef<MysqlPoolLike>>();
   private readonly redis = new Set<WeakRef<RedisClientLike>>();
   private readonly seen = new WeakSet<object>();
 
@@ -50,6 +60,12 @@ export class ClientRegistry {
     if (this.seen.has(pool)) return;
     this.seen.add(pool);
     this.pools.add(new WeakRef(pool));
+  }
+
+  addMysqlPool(pool: MysqlPoolLike): void {
+    if (this.seen.has(pool)) return;
+    this.seen.add(pool);
+    this.mysql.add(new WeakRef(pool));
   }
 
   addRedis(client: RedisClientLike): void {
@@ -62,6 +78,11 @@ export class ClientRegistry {
     return live(this.pools);
   }
 
+  /** mysql2 pools the application has not ended. */
+  mysqlPools(): MysqlPoolLike[] {
+    return live(this.mysql).filter((pool) => pool._closed !== true);
+  }
+
   redisClients(): RedisClientLike[] {
     return live(this.redis);
   }
@@ -70,6 +91,13 @@ export class ClientRegistry {
   checkedOutConnections(): number {
     let sum = 0;
     for (const pool of this.pgPools()) sum += Math.max(0, pool.totalCount - pool.idleCount);
+    // mysql2 keeps every connection in `_allConnections` (those still connecting too, as pg's
+    // totalCount does) and the idle ones also in `_freeConnections`.
+    for (const pool of this.mysqlPools()) {
+      const all = pool._allConnections?.length;
+      const free = pool._freeConnections?.length;
+      if (typeof all === 'number' && typeof free === 'number') sum += Math.max(0, all - free);
+    }
     return sum;
   }
 }
@@ -135,6 +163,33 @@ function unstack(target: Target, name: string): void {
     target[name] = current[kOriginal];
     target[kStacked]?.delete(name);
   }
+}
+
+interface MysqlCommand {
+  sql?: unknown;
+  onResult?: unknown;
+  query?: unknown;
+  constructor?: { name?: string };
+  on?(event: 'end', listener: () => void): unknown;
+  [kQueryStart]?: number;
+}
+
+interface MysqlConnection {
+  _fatalError?: unknown;
+  _command?: MysqlCommand | null;
+  _commands?: { length?: number; get?(i: number): MysqlCommand | undefined };
+}
+
+/**
+ * mysql2 3.x keeps query/execute/addCommand on a base class that `lib/connection.js`'s export
+ * extends (older 3.x releases have them on the export itself).
+ */
+function commandPrototype(mod: { prototype: Target }): Target {
+  const proto = mod.prototype;
+  const base = Object.getPrototypeOf(proto) as Target | null;
+  return base && typeof base.addCommand === 'function' && !Object.hasOwn(proto, 'addCommand')
+    ? base
+    : proto;
 }
 
 const kCallback = Symbol('datalab.otel.queryCallback');
@@ -207,6 +262,40 @@ export class DbClientsInstrumentation extends InstrumentationBase {
         },
       ),
       new InstrumentationNodeModuleDefinition(
+        'mysql2',
+        ['>=3 <4'],
+        (mod) => mod,
+        () => {},
+        [
+          new InstrumentationNodeModuleFile(
+            'mysql2/lib/connection.js',
+            ['>=3 <4'],
+            (mod: { prototype: Proto }) => {
+              this.patchMysqlConnection(commandPrototype(mod));
+              return mod;
+            },
+            (mod: { prototype: Proto } | undefined) => {
+              if (mod === undefined) return;
+              const proto = commandPrototype(mod);
+              for (const name of ['addCommand', '_notifyError']) unstack(proto, name);
+            },
+          ),
+          new InstrumentationNodeModuleFile(
+            'mysql2/lib/pool.js',
+            ['>=3 <4'],
+            (mod: { prototype: Proto }) => {
+              stack(mod.prototype, 'getConnection', (original) =>
+                this.patchMysqlGetConnection(original),
+              );
+              return mod;
+            },
+            (mod: { prototype: Proto } | undefined) => {
+              if (mod !== undefined) unstack(mod.prototype, 'getConnection');
+            },
+          ),
+        ],
+      ),
+      new InstrumentationNodeModuleDefinition(
         'ioredis',
         ['>=4 <7'],
         (mod: { prototype: Proto }) => {
@@ -271,6 +360,101 @@ export class DbClientsInstrumentation extends InstrumentationBase {
       };
     stack(Query.prototype, 'handleReadyForQuery', finishing);
     stack(Query.prototype, 'handleError', finishing);
+  }
+
+  /**
+   * mysql2: every statement becomes a Query or Execute command handed to `addCommand`, whichever
+   * API the application used (callback or promise, connection or pool, `query` or `execute`), and
+   * each command emits 'end' once, after its result or its error. Timed from `addCommand` (for
+   * `execute`, that includes preparing the statement the first time), which is what the
+   * application waits for once it holds the connection. Patching `addCommand` rather than
+   * `query`/`execute` keeps clear of instrumentation-mysql2, which unwraps and re-wraps those.
+   * A connection that breaks fails its commands without 'end': `_notifyError` records them.
+   */
+  private patchMysqlConnection(proto: Target): void {
+    const record = this.record;
+    function finish(this: MysqlCommand) {
+      try {
+        const start = this[kQueryStart];
+        if (start === undefined) return;
+        this[kQueryStart] = undefined;
+        // Execute commands of older 3.x releases kept the text in `query`.
+        const text = typeof this.sql === 'string' ? this.sql : this.query;
+        record(
+          'mysql',
+          sqlOperation(typeof text === 'string' ? text : undefined),
+          (performance.now() - start) / 1000,
+        );
+      } catch (err) {
+        guard(err);
+      }
+    }
+    stack(
+      proto,
+      'addCommand',
+      (original) =>
+        function addCommand(this: unknown, ...args: unknown[]) {
+          try {
+            const command = args[0] as MysqlCommand | undefined;
+            const kind = command?.constructor?.name;
+            if (
+              command !== undefined &&
+              (kind === 'Query' || kind === 'Execute') &&
+              command[kQueryStart] === undefined
+            ) {
+              command[kQueryStart] = performance.now();
+              // A shared listener: `this` is the command.
+              command.on?.('end', finish);
+              // mysql2 calls back from its socket's events, in the context of whichever request
+              // opened the pooled connection (or of none, for one opened at start-up):
+              // instrumentation-mysql2 does not rebind. `addCommand` runs in the caller's context
+              // (pool callers' too: see patchMysqlGetConnection).
+              if (typeof command.onResult === 'function') {
+                command.onResult = context.bind(context.active(), command.onResult);
+              }
+            }
+          } catch (err) {
+            guard(err);
+          }
+          return original.apply(this, args);
+        },
+    );
+    stack(
+      proto,
+      '_notifyError',
+      (original) =>
+        function notifyError(this: MysqlConnection, ...args: unknown[]) {
+          try {
+            if (!this._fatalError) {
+              if (this._command) finish.call(this._command);
+              const queued = this._commands;
+              const length = typeof queued?.length === 'number' ? queued.length : 0;
+              for (let i = 0; i < length; i++) {
+                const command = queued?.get?.(i);
+                if (command) finish.call(command);
+              }
+            }
+          } catch (err) {
+            guard(err);
+          }
+          return original.apply(this, args);
+        },
+    );
+  }
+
+  private patchMysqlGetConnection(original: AnyFunction) {
+    const registry = this.registry;
+    return function getConnection(this: MysqlPoolLike, ...args: unknown[]) {
+      try {
+        registry.addMysqlPool(this);
+        // As for pg-pool: a caller queued for a connection is called back when another request
+        // releases one, in that request's context otherwise.
+        if (typeof args[0] === 'function') args[0] = context.bind(context.active(), args[0]);
+      } catch (err) {
+        guard(err);
+      }
+      return original.apply(this, args);
+    };
   }
 
   private patchRedisSendCommand(original: AnyFunction) {

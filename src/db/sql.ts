@@ -1,8 +1,18 @@
 /**
  * SQL text as it may leave the process: literal values replaced by `?` (SPEC §4, "never
  * record values"). A small scanner rather than regexes, because quoting rules (doubled quotes,
- * E'' escapes, dollar quoting) decide where a literal ends and a regex gets that wrong.
+ * E'' escapes, dollar quoting, MySQL's backslash escapes) decide where a literal ends and a
+ * regex gets that wrong.
  */
+
+/**
+ * Where the two dialects disagree on what is a value. PostgreSQL: `"x"` is an identifier, only
+ * E'' strings know backslash escapes, `$tag$…$tag$` is a string. MySQL/MariaDB: `"x"` is a
+ * string (an identifier only under ANSI_QUOTES: treating it as a value then hides a name, never
+ * a value), every string knows backslash escapes, identifiers are quoted with backticks, and `#`
+ * starts a comment.
+ */
+export type SqlDialect = 'postgresql' | 'mysql';
 
 function isIdentChar(c: number): boolean {
   return (
@@ -21,6 +31,7 @@ function isDigit(c: number): boolean {
 
 /** End index (exclusive) of a quoted string starting at `start` (the opening quote). */
 function endOfQuoted(sql: string, start: number, backslashEscapes: boolean): number {
+  const quote = sql.charCodeAt(start);
   let i = start + 1;
   while (i < sql.length) {
     const c = sql.charCodeAt(i);
@@ -28,8 +39,8 @@ function endOfQuoted(sql: string, start: number, backslashEscapes: boolean): num
       i += 2;
       continue;
     }
-    if (c === 39 /* ' */) {
-      if (sql.charCodeAt(i + 1) === 39) {
+    if (c === quote) {
+      if (sql.charCodeAt(i + 1) === quote) {
         i += 2;
         continue;
       }
@@ -45,7 +56,8 @@ function endOfQuoted(sql: string, start: number, backslashEscapes: boolean): num
  * `SELECT * FROM users WHERE email = ? AND id = ?`. Placeholders (`$1`), identifiers (also
  * `"quoted"` ones) and keywords are kept; comments are dropped, since they can carry values too.
  */
-export function sanitizeSql(sql: string): string {
+export function sanitizeSql(sql: string, dialect: SqlDialect = 'postgresql'): string {
+  const mysql = dialect === 'mysql';
   let out = '';
   let i = 0;
   let copiedUpTo = 0;
@@ -72,24 +84,33 @@ export function sanitizeSql(sql: string): string {
       i = end;
       continue;
     }
-    // "quoted identifier": kept as is.
-    if (c === 34) {
-      const close = sql.indexOf('"', i + 1);
+    // # line comment (MySQL)
+    if (mysql && c === 35) {
+      let end = sql.indexOf('\n', i);
+      if (end === -1) end = n;
+      replace(i, end, '');
+      i = end;
+      continue;
+    }
+    // "quoted identifier" (PostgreSQL), `quoted identifier` (MySQL): kept as is.
+    if ((c === 34 && !mysql) || (c === 96 && mysql)) {
+      const close = sql.indexOf(mysql ? '`' : '"', i + 1);
       i = close === -1 ? n : close + 1;
       continue;
     }
-    // 'string', and E'..', B'..', X'..', N'..' prefixed strings (only E'' has \ escapes).
-    if (c === 39) {
+    // 'string', and E'..', B'..', X'..', N'..' prefixed strings (only E'' has \ escapes in
+    // PostgreSQL, all of them in MySQL); "string" in MySQL.
+    if (c === 39 || (c === 34 && mysql)) {
       const prefix = i > 0 ? (sql[i - 1] as string) : '';
       const prefixed =
-        /^[EeBbXxNn]$/.test(prefix) && (i < 2 || !isIdentChar(sql.charCodeAt(i - 2)));
-      const end = endOfQuoted(sql, i, prefixed && (prefix === 'E' || prefix === 'e'));
+        c === 39 && /^[EeBbXxNn]$/.test(prefix) && (i < 2 || !isIdentChar(sql.charCodeAt(i - 2)));
+      const end = endOfQuoted(sql, i, mysql || (prefixed && (prefix === 'E' || prefix === 'e')));
       replace(prefixed ? i - 1 : i, end, '?');
       i = end;
       continue;
     }
     // $tag$ dollar-quoted $tag$ strings; `$1` placeholders are kept.
-    if (c === 36 && (i === 0 || !isIdentChar(sql.charCodeAt(i - 1)))) {
+    if (!mysql && c === 36 && (i === 0 || !isIdentChar(sql.charCodeAt(i - 1)))) {
       const m = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 64));
       if (m) {
         const tag = m[0];
@@ -173,6 +194,14 @@ const OPERATIONS = new Set([
   'CLOSE',
   'DISCARD',
   'REFRESH',
+  // MySQL/MariaDB
+  'REPLACE',
+  'USE',
+  'DESCRIBE',
+  'DESC',
+  'LOAD',
+  'RENAME',
+  'OPTIMIZE',
 ]);
 
 /**
@@ -186,7 +215,7 @@ export function sqlOperation(sql: string | undefined): string {
   // Skip white space, comments and opening parentheses.
   for (;;) {
     while (i < n && (sql.charCodeAt(i) <= 32 || sql[i] === '(')) i++;
-    if (sql.startsWith('--', i)) {
+    if (sql.startsWith('--', i) || sql[i] === '#') {
       const nl = sql.indexOf('\n', i);
       i = nl === -1 ? n : nl + 1;
     } else if (sql.startsWith('/*', i)) {
@@ -202,4 +231,30 @@ export function sqlOperation(sql: string | undefined): string {
   }
   const word = sql.slice(i, end).toUpperCase();
   return OPERATIONS.has(word) ? word : 'OTHER';
+}
+
+/** The dialect-bound form the mysql2 instrumentation's masking hook takes. */
+export function sanitizeMysql(sql: string): string {
+  return sanitizeSql(sql, 'mysql');
+}
+
+/**
+ * A MySQL/MariaDB error message with every quoted part cut out: the server quotes the offending
+ * value (`Duplicate entry '<value>' for key 'email'`, `near '<rest of the statement>' at line 1`)
+ * without escaping the quotes inside it, so no quote-by-quote reading can say where the value
+ * ends. Everything from the first quote to the last one becomes `?`; backtick-quoted names stay.
+ */
+export function sanitizeMysqlError(message: string): string {
+  let first = -1;
+  let last = -1;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c === 39 || c === 34) {
+      if (first === -1) first = i;
+      last = i;
+    }
+  }
+  if (first === -1) return message;
+  if (first === last) return `${message.slice(0, first)}?`;
+  return `${message.slice(0, first)}?${message.slice(last + 1)}`;
 }

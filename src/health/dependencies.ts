@@ -1,15 +1,16 @@
 /**
- * The `database` (PostgreSQL `SELECT 1`) and `redis` (PING) checks.
+ * The `database` (PostgreSQL and MySQL `SELECT 1`) and `redis` (PING) checks.
  *
- * Zero configuration first: the application's own pg pools and ioredis clients, as the distro
- * found them (ClientRegistry), so the check exercises the very connections the service uses.
+ * Zero configuration first: the application's own pg and mysql2 pools and ioredis clients, as
+ * the distro found them (ClientRegistry), so the check exercises the very connections the
+ * service uses.
  * Otherwise the connection settings in the environment (DATABASE_URL / PG*, REDIS_URL), with the
  * application's own `pg` / `ioredis` packages: the distro does not ship database drivers. With
  * neither, the check is absent from the report rather than failing.
  */
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import type { ClientRegistry, PgPoolLike, RedisClientLike } from '../db/clients';
+import type { ClientRegistry, MysqlPoolLike, PgPoolLike, RedisClientLike } from '../db/clients';
 import { describeError } from './runner';
 import type { CheckOutcome } from './types';
 
@@ -110,6 +111,13 @@ function redisModule(load: ModuleLoader): RedisConstructor | undefined {
   return typeof candidate === 'function' ? (candidate as RedisConstructor) : undefined;
 }
 
+/** mysql2's core pools answer with a callback; `SELECT 1` like pg's, on a pooled connection. */
+function pingMysqlPool(pool: MysqlPoolLike): Promise<void> {
+  return new Promise((resolve, reject) => {
+    pool.query('SELECT 1', (err) => (err ? reject(err) : resolve()));
+  });
+}
+
 export interface DependencyCheckOptions {
   readonly clients: ClientRegistry;
   readonly env: Env;
@@ -207,13 +215,21 @@ export function databaseCheck(options: DependencyCheckOptions): {
   const { clients, env, load, timeoutMs } = options;
   return {
     applies: () =>
-      livePools(clients).length > 0 || (postgresConfigured(env) && pgModule(load) !== undefined),
+      livePools(clients).length > 0 ||
+      clients.mysqlPools().length > 0 ||
+      (postgresConfigured(env) && pgModule(load) !== undefined),
     check: async () => {
       const pools = livePools(clients);
-      const source = pools.length > 0 ? 'application' : 'environment';
+      const mysqlPools = clients.mysqlPools();
+      const count = pools.length + mysqlPools.length;
+      const source = count > 0 ? 'application' : 'environment';
       try {
-        if (pools.length > 0) await Promise.all(pools.map((pool) => pool.query('SELECT 1')));
-        else {
+        if (count > 0) {
+          await Promise.all([
+            ...pools.map((pool) => pool.query('SELECT 1')),
+            ...mysqlPools.map(pingMysqlPool),
+          ]);
+        } else {
           const pg = pgModule(load);
           if (!pg) throw new Error('the pg package is not installed');
           await pingPostgresFromEnv(pg, env, timeoutMs);
@@ -223,17 +239,25 @@ export function databaseCheck(options: DependencyCheckOptions): {
           message: 'Database connection successful',
           source,
         };
-        if (pools.length > 1) outcome.pools = pools.length;
+        if (count > 1) outcome.pools = count;
+        if (mysqlPools.length > 0) outcome.systems = systems(pools, mysqlPools);
         return outcome;
       } catch (err) {
-        return {
+        const outcome: CheckOutcome = {
           status: 'unhealthy',
           message: `Database connection failed: ${describeError(err)}`,
           source,
         };
+        if (mysqlPools.length > 0) outcome.systems = systems(pools, mysqlPools);
+        return outcome;
       }
     },
   };
+}
+
+/** Which database systems the check pinged, as `db_system` names them; only when MySQL is one. */
+function systems(pg: readonly unknown[], mysql: readonly unknown[]): string[] {
+  return pg.length > 0 && mysql.length > 0 ? ['postgresql', 'mysql'] : ['mysql'];
 }
 
 const BLOCKING_COMMANDS = new Set([

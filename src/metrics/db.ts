@@ -1,6 +1,6 @@
 /**
- * Database metrics (SPEC §3): connections checked out of the application's pg pools, and the
- * latency of every PostgreSQL query and Redis command in one histogram family.
+ * Database metrics (SPEC §3): connections checked out of the application's pg and mysql2 pools,
+ * and the latency of every PostgreSQL and MySQL query and Redis command in one histogram family.
  */
 import type { Attributes, Meter } from '@opentelemetry/api';
 import type { ClientRegistry, OperationRecorder } from '../db/clients';
@@ -13,7 +13,8 @@ export const DB_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 export function createDbDurations(): DistroHistogram {
   return new DistroHistogram({
     name: 'db_client_operation_duration_seconds',
-    description: 'Duration of PostgreSQL queries and Redis commands, as the application sees them.',
+    description:
+      'Duration of PostgreSQL and MySQL queries and Redis commands, as the application sees them.',
     unit: 's',
     boundaries: DB_BUCKETS,
   });
@@ -28,7 +29,8 @@ export function createDbMetrics(
   const serviceAttributes: Attributes = Object.freeze({ service });
   meter
     .createObservableGauge('database_connections_active', {
-      description: 'PostgreSQL connections checked out of the application pg pools, all pools.',
+      description:
+        'Database connections checked out of the application pg and mysql2 pools, all pools.',
     })
     .addCallback((result) => result.observe(registry.checkedOutConnections(), serviceAttributes));
 

@@ -420,6 +420,7 @@ describe('datalab-otel config and doctor', () => {
       );
       assert.match(out, /^ok {4}express 5\.\d+\.\d+ supported$/m);
       assert.match(out, /^ok {4}pg 8\.\d+\.\d+ supported$/m);
+      assert.match(out, /^ok {4}mysql2 3\.\d+\.\d+ supported$/m);
       assert.match(out, /^ok {4}Node\.js \d+\.\d+\.\d+ \(needs >= 22\.15\.0\)$/m);
     } finally {
       blocker.close();

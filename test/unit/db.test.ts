@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
-import { ClientRegistry, type PgPoolLike, redisOperation } from '../../src/db/clients';
+import {
+  ClientRegistry,
+  type MysqlPoolLike,
+  type PgPoolLike,
+  redisOperation,
+} from '../../src/db/clients';
 import { redisStatement } from '../../src/db/redis';
-import { sanitizeSql, sqlOperation } from '../../src/db/sql';
+import { sanitizeMysqlError, sanitizeSql, sqlOperation } from '../../src/db/sql';
 
 describe('sanitizeSql', () => {
   const cases: [string, string][] = [
@@ -41,12 +46,72 @@ describe('sanitizeSql', () => {
   });
 });
 
+describe('sanitizeSql, MySQL dialect', () => {
+  const cases: [string, string][] = [
+    // mysql2 formats parameters into the text with backslash escapes.
+    [
+      "SELECT * FROM t WHERE a = 'it\\'s secret' AND b = 'x\\\\' AND c = 'after'",
+      'SELECT * FROM t WHERE a = ? AND b = ? AND c = ?',
+    ],
+    [
+      'SELECT * FROM t WHERE a = "double secret" AND b = "say ""hi"""',
+      'SELECT * FROM t WHERE a = ? AND b = ?',
+    ],
+    ['SELECT `Column 42`, `t`.`c` FROM `db`.`t`', 'SELECT `Column 42`, `t`.`c` FROM `db`.`t`'],
+    ["SELECT a # secret 'x' 42\nFROM t WHERE id = ?", 'SELECT a \nFROM t WHERE id = ?'],
+    ["SELECT X'1F', x'ab', 0xCAFE, _utf8mb4'secret'", 'SELECT ?, ?, ?, _utf8mb4?'],
+    ["SELECT 'unterminated \\' secret", 'SELECT ?'],
+  ];
+  for (const [input, expected] of cases) {
+    it(JSON.stringify(input), () => assert.equal(sanitizeSql(input, 'mysql'), expected));
+  }
+
+  it('leaves no value behind whatever mysql2 escaped into the text', () => {
+    for (let i = 0; i < 200; i++) {
+      const value = `v${Math.random().toString(36).slice(2)}`;
+      const n = Math.floor(Math.random() * 1e9);
+      // What mysql2 writes for `'x' OR "y" \ value`: quotes and backslashes escaped with \.
+      const escaped = `\\'x\\' OR \\"y\\" \\\\ ${value}`;
+      const sql = `UPDATE t SET a = '${escaped}', b = ${n} WHERE c = "${escaped}"`;
+      const out = sanitizeSql(sql, 'mysql');
+      assert.ok(!out.includes(value) && !out.includes(String(n)), out);
+    }
+  });
+
+  it('PostgreSQL keeps its own rules ("x" is a name, no backslash escapes)', () => {
+    assert.equal(sanitizeSql('SELECT "name" FROM t'), 'SELECT "name" FROM t');
+    assert.equal(sanitizeSql('SELECT "name" FROM t', 'mysql'), 'SELECT ? FROM t');
+  });
+});
+
+describe('sanitizeMysqlError', () => {
+  it('cuts every quoted part, unbalanced quotes included', () => {
+    assert.equal(
+      sanitizeMysqlError("Duplicate entry 'secret' for key 'PRIMARY'"),
+      'Duplicate entry ?',
+    );
+    assert.equal(
+      sanitizeMysqlError(
+        "You have an error in your SQL syntax; near 'FORM t WHERE k = 'secret'' at line 1",
+      ),
+      'You have an error in your SQL syntax; near ? at line 1',
+    );
+    assert.equal(
+      sanitizeMysqlError("Incorrect integer value: 'it's secret' for column `t`.`n` at row 1"),
+      'Incorrect integer value: ? for column `t`.`n` at row 1',
+    );
+    assert.equal(sanitizeMysqlError('Unknown column "secret'), 'Unknown column ?');
+    assert.equal(sanitizeMysqlError('Lock wait timeout exceeded'), 'Lock wait timeout exceeded');
+  });
+});
+
 describe('sqlOperation', () => {
   it('takes the first keyword, upper-case', () => {
     assert.equal(sqlOperation('select 1'), 'SELECT');
     assert.equal(sqlOperation('  /* c */ -- x\n (SELECT 1)'), 'SELECT');
     assert.equal(sqlOperation('WITH x AS (SELECT 1) DELETE FROM t'), 'WITH');
     assert.equal(sqlOperation('insert into t values (1)'), 'INSERT');
+    assert.equal(sqlOperation('# note\nREPLACE INTO t VALUES (1)'), 'REPLACE');
   });
   it('keeps the label set closed', () => {
     assert.equal(sqlOperation('EXPLODE everything'), 'OTHER');
@@ -89,5 +154,25 @@ describe('ClientRegistry', () => {
     registry.addPool(pool(3, 3));
     assert.equal(registry.pgPools().length, 2);
     assert.equal(registry.checkedOutConnections(), 3);
+  });
+
+  it('adds the connections checked out of mysql2 pools that are not closed', () => {
+    const registry = new ClientRegistry();
+    const pool = (all: number, free: number, closed = false): MysqlPoolLike => ({
+      _allConnections: { length: all },
+      _freeConnections: { length: free },
+      _closed: closed,
+      query: () => undefined,
+    });
+    registry.addPool({ totalCount: 2, idleCount: 1, query: async () => undefined });
+    const a = pool(5, 1);
+    registry.addMysqlPool(a);
+    registry.addMysqlPool(a);
+    registry.addMysqlPool(pool(4, 4));
+    registry.addMysqlPool(pool(3, 0, true));
+    // A mysql2 release that keeps its queues elsewhere counts nothing rather than garbage.
+    registry.addMysqlPool({ query: () => undefined });
+    assert.equal(registry.mysqlPools().length, 3);
+    assert.equal(registry.checkedOutConnections(), 1 + 4);
   });
 });

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClientRegistry, type PgPoolLike, type RedisClientLike } from '../../src/db/clients';
+import {
+  ClientRegistry,
+  type MysqlPoolLike,
+  type PgPoolLike,
+  type RedisClientLike,
+} from '../../src/db/clients';
 import {
   appModuleLoader,
   databaseCheck,
@@ -423,6 +428,44 @@ describe('health: database and Redis checks', () => {
     // A pool the application ended is no longer its database.
     (b as PgPoolLike & { ending: boolean }).ending = true;
     assert.equal((await check.check()).status, 'healthy');
+  });
+
+  it('pings mysql2 pools (SELECT 1) with the pg ones, and says which systems it checked', async () => {
+    const clients = new ClientRegistry();
+    const sent: string[] = [];
+    let failure: Error | null = null;
+    const mysqlPool: MysqlPoolLike & { _closed: boolean } = {
+      _closed: false,
+      query: (sql, callback) => {
+        sent.push(sql);
+        setImmediate(() => callback(failure));
+      },
+    };
+    clients.addMysqlPool(mysqlPool);
+    const check = databaseCheck({ clients, env: {}, load: noModules, timeoutMs: 1000 });
+    assert.equal(check.applies(), true);
+    assert.deepEqual(await check.check(), {
+      status: 'healthy',
+      message: 'Database connection successful',
+      source: 'application',
+      systems: ['mysql'],
+    });
+    assert.deepEqual(sent, ['SELECT 1']);
+    clients.addPool(pool());
+    failure = new Error('connect ECONNREFUSED 127.0.0.1:3307');
+    assert.deepEqual(await check.check(), {
+      status: 'unhealthy',
+      message: 'Database connection failed: connect ECONNREFUSED 127.0.0.1:3307',
+      source: 'application',
+      systems: ['postgresql', 'mysql'],
+    });
+    // A pool the application ended is no longer its database.
+    mysqlPool._closed = true;
+    assert.deepEqual(await check.check(), {
+      status: 'healthy',
+      message: 'Database connection successful',
+      source: 'application',
+    });
   });
 
   it('Redis: a client that is not connected fails at once, a ready one is pinged', async () => {

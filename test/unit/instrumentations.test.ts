@@ -5,6 +5,7 @@ import { DEFERRED_MODULES } from '../../src/instrumentations';
 const CLASSES: Record<string, [string, string]> = {
   express: ['@opentelemetry/instrumentation-express', 'ExpressInstrumentation'],
   pg: ['@opentelemetry/instrumentation-pg', 'PgInstrumentation'],
+  mysql2: ['@opentelemetry/instrumentation-mysql2', 'MySQL2Instrumentation'],
   ioredis: ['@opentelemetry/instrumentation-ioredis', 'IORedisInstrumentation'],
   redis: ['@opentelemetry/instrumentation-redis', 'RedisInstrumentation'],
   winston: ['@opentelemetry/instrumentation-winston', 'WinstonInstrumentation'],
