@@ -52,15 +52,28 @@ describe('runtime metrics', () => {
     const a = await collect(ours);
     const b = await collect(upstream);
     try {
-      // Enough event-loop samples (10 ms apart) and a few garbage collections for every series.
-      const deadline = Date.now() + 300;
+      // Enough event-loop samples (10 ms apart) and a few garbage collections for every series:
+      // at least 300 ms, and until both have seen a collection (observed asynchronously; a busy
+      // test process may go a while without one).
+      const hasGc = (r: Awaited<ReturnType<typeof a.reader.collect>>) =>
+        r.resourceMetrics.scopeMetrics.some((s) =>
+          s.metrics.some(
+            (m) => m.descriptor.name === 'nodejs_gc_duration_seconds' && m.dataPoints.length > 0,
+          ),
+        );
+      const start = Date.now();
       let keep: unknown[] = [];
-      while (Date.now() < deadline) {
+      let mine = await a.reader.collect();
+      let theirs = await b.reader.collect();
+      while (
+        Date.now() - start < 300 ||
+        (!(hasGc(mine) && hasGc(theirs)) && Date.now() - start < 8000)
+      ) {
         for (let i = 0; i < 10_000; i++) keep.push({ i });
         if (keep.length > 200_000) keep = [];
         await new Promise((resolve) => setTimeout(resolve, 5));
+        [mine, theirs] = await Promise.all([a.reader.collect(), b.reader.collect()]);
       }
-      const [mine, theirs] = await Promise.all([a.reader.collect(), b.reader.collect()]);
       const series = (r: typeof mine) =>
         r.resourceMetrics.scopeMetrics
           .flatMap((s) => s.metrics)
