@@ -10,7 +10,8 @@ export const OVERFLOW_ENDPOINT = '__overflow__';
 /** Paths longer than this are not worth a series of their own (scanners, garbage). */
 export const MAX_ENDPOINT_LENGTH = 256;
 
-const KNOWN_METHODS = new Set([
+/** RFC 9110's methods and PATCH: the `method` label's values besides `_OTHER`. */
+export const KNOWN_METHODS: ReadonlySet<string> = new Set([
   'GET',
   'HEAD',
   'POST',

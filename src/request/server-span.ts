@@ -10,20 +10,13 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { type Attributes, type Span, SpanStatusCode } from '@opentelemetry/api';
+import { KNOWN_METHODS as HTTP_METHODS } from '../metrics/endpoint';
 
-/** The methods semantic conventions know (instrumentation-http's list); others are `_OTHER`. */
-const KNOWN_METHODS = new Set([
-  'GET',
-  'HEAD',
-  'POST',
-  'PUT',
-  'DELETE',
-  'CONNECT',
-  'OPTIONS',
-  'TRACE',
-  'PATCH',
-  'QUERY',
-]);
+/**
+ * The methods instrumentation-http knows: the metrics' list and QUERY (the `method` label keeps
+ * its own list: a new value there is a contract change). Others are `_OTHER`.
+ */
+const KNOWN_METHODS: ReadonlySet<string> = new Set([...HTTP_METHODS, 'QUERY']);
 
 export function spanMethod(method: string | undefined | null): string {
   if (method == null) return 'GET';

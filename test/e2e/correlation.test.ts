@@ -96,6 +96,12 @@ async function checkConcurrentIds(a: AppProcess): Promise<void> {
   for (let n = 0; n < ids.length; n++) assert.equal(byN.get(n), ids[n], `line of request ${n}`);
 }
 
+/** Every span exported, and none (no span sink): the correlation IDs must not differ. */
+const BOTH_MODES: [string, Record<string, string>][] = [
+  ['traced', {}],
+  ['metrics only', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
+];
+
 describe('correlation IDs across services, in spans and logs', () => {
   let receiver: OtlpReceiver;
   let a: AppProcess;
@@ -356,11 +362,7 @@ describe('correlation IDs in pg and ioredis callbacks (a pool of one connection)
     app = undefined;
   });
 
-  const MODES: [string, Record<string, string>][] = [
-    ['traced', {}],
-    ['metrics only', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
-  ];
-  for (const [mode, env] of MODES) {
+  for (const [mode, env] of BOTH_MODES) {
     it(`${mode}: every callback logs its own request's ID, queued requests included`, async () => {
       app = await startApp({ fixture: 'callback-db-app.cjs', preload: 'require', env });
       const running = app;
@@ -392,11 +394,7 @@ describe('correlation IDs in handlers that run after the request body was read',
     app = undefined;
   });
 
-  const MODES: [string, Record<string, string>][] = [
-    ['traced', {}],
-    ['metrics only', { OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' }],
-  ];
-  for (const [mode, env] of MODES) {
+  for (const [mode, env] of BOTH_MODES) {
     it(`${mode}: body-parser and 'data' listeners log their own request's ID`, async () => {
       app = await startApp({ fixture: 'body-log-app.cjs', preload: 'require', env });
       const running = app;
