@@ -228,7 +228,7 @@ const NO_IDS: RequestIds = Object.freeze({});
  * The status a finished (closed) response is counted with: the one sent; for a response that
  * never sent its headers, 499 when the client closed the connection first, 408 when Node's
  * request timeout answered, else 500 (see outcome.ts). The server span reports the same
- * (instrumentations.ts). Reads state only: nothing is allocated, and answered responses cost one
+ * (request/server-span.ts, endServerSpan). Reads state only: nothing is allocated, and answered responses cost one
  * property read.
  */
 export function responseStatus(response: ServerResponse): number {

@@ -231,23 +231,35 @@ export const RUNTIME_METRICS: readonly {
   },
 ];
 
+/**
+ * Keeps `service` and one renamed attribute. The result is cached per incoming value (a GC kind,
+ * a heap space: a handful), so recording a GC pause builds no attribute object.
+ */
+function attributeRenamer(service: string, attribute: readonly [string, string] | undefined) {
+  const plain: Attributes = Object.freeze({ service });
+  const byValue = new Map<unknown, Attributes>();
+  return {
+    process: (incoming: Attributes): Attributes => {
+      if (attribute === undefined) return plain;
+      const value = incoming[attribute[0]];
+      if (value === undefined) return plain;
+      let out = byValue.get(value);
+      if (out === undefined) {
+        out = Object.freeze({ service, [attribute[1]]: value });
+        if (byValue.size < 64) byValue.set(value, out);
+      }
+      return out;
+    },
+  };
+}
+
 /** Views: the selected runtime instruments renamed, every other runtime instrument dropped. */
 export function runtimeViews(service: string): ViewOptions[] {
   const views: ViewOptions[] = RUNTIME_METRICS.map(({ instrument, name, attribute }) => ({
     meterName: RUNTIME_SCOPE,
     instrumentName: instrument,
     name,
-    attributesProcessors: [
-      {
-        process: (incoming: Attributes): Attributes => {
-          const out: Attributes = { service };
-          if (attribute && incoming[attribute[0]] !== undefined) {
-            out[attribute[1]] = incoming[attribute[0]];
-          }
-          return out;
-        },
-      },
-    ],
+    attributesProcessors: [attributeRenamer(service, attribute)],
   }));
   // Every other runtime instrument: a matching view replaces the default stream, and a dropped
   // stream exports nothing, while the renamed instruments above keep their own stream.

@@ -39,7 +39,8 @@ GC_KINDS[constants.NODE_PERFORMANCE_GC_MAJOR] = 'major';
 GC_KINDS[constants.NODE_PERFORMANCE_GC_MINOR] = 'minor';
 GC_KINDS[constants.NODE_PERFORMANCE_GC_INCREMENTAL] = 'incremental';
 GC_KINDS[constants.NODE_PERFORMANCE_GC_WEAKCB] = 'weakcb';
-// One frozen attribute set per kind: a GC pause allocates nothing for its label.
+// One frozen attribute set per kind, and the view's renaming caches its result per kind
+// (process.ts): a GC pause builds no attribute object.
 const GC_ATTRIBUTES: Attributes[] = GC_KINDS.map((kind) => Object.freeze({ 'v8js.gc.type': kind }));
 
 function seconds(nanoseconds: number): number {

@@ -6,8 +6,9 @@
  * instrumentation-http's server side, which with the distro's own metrics made every request pay
  * for two sets of listeners, two wrappers and its attribute objects (docs/performance.md).
  *
- * Per request: one record, one `close` listener (two when pipelined), the propagators' extract,
- * one context, and when tracing one span whose attributes are built once.
+ * Per request: one record, one `close` listener (two when queued behind another pipelined
+ * response), the propagators' extract, one context, and when tracing one span whose attributes
+ * are built once.
  */
 import type { AsyncLocalStorage } from 'node:async_hooks';
 import diagnosticsChannel from 'node:diagnostics_channel';
@@ -73,7 +74,7 @@ export class InboundRequests {
 
   constructor(private readonly options: InboundOptions) {
     this.open = options.trackOpen ? new OpenList() : undefined;
-    // Created once; per request only the response (and request) get a listener.
+    // Created once; per request only the response (and a queued request) get a listener.
     this.onRequestStart = (message) => {
       try {
         const { request, response, server } = message as RequestStartMessage;
@@ -125,7 +126,12 @@ export class InboundRequests {
     this.open?.add(record);
     // 'close' fires once for every response: after 'finish', or when the socket dies first.
     record.response.on('close', this.onResponseClose);
-    record.request.on('close', this.onRequestClose);
+    // A pipelined request queued behind another response (which holds the socket) gets no
+    // response 'close' if the socket dies: only those need a listener on the request.
+    const holder = (record.request.socket as { _httpMessage?: unknown } | null)?._httpMessage;
+    if (holder != null && holder !== record.response) {
+      record.request.on('close', this.onRequestClose);
+    }
   }
 
   /**
