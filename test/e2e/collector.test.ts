@@ -531,7 +531,10 @@ describe('datalab-otelcol agent: the same metrics on the Collector path as on /m
       // traffic, agree within a few (after the traffic they compare exactly, above).
       const sampled = /memory_usage_bytes|nodejs_|process_/.test(expr);
       const inFlight = /http_requests_active|database_connections_active/.test(expr);
-      const tolerance = 0.05;
+      // A quantile interpolates inside one bucket: one observation more or less in the window
+      // (the paths' windows never line up exactly) moves it by several percent where a rate moves
+      // by one. The final counts compare exactly (the test above).
+      const tolerance = /histogram_quantile/.test(expr) ? 0.1 : 0.05;
       for (const [key, x] of l) {
         let best = Number.POSITIVE_INFINITY;
         let closest = Number.NaN;
