@@ -99,13 +99,7 @@ export class PrometheusTextSerializer {
         out.text(`${header}# TYPE ${name} ${monotonicSum ? 'counter' : 'gauge'}\n`);
         const cache = cacheFor(this.sampleHeads, name);
         for (const point of metric.dataPoints) {
-          const attributes = point.attributes;
-          let head = cache.get(attributes);
-          if (head === undefined) {
-            head = Buffer.from(`${name}${braced(this.labels(attributes))} `);
-            if (this.labelCache.has(attributes)) cache.set(attributes, head);
-          }
-          out.bytes(head);
+          out.bytes(this.sampleHead(cache, name, point.attributes));
           out.number(point.value);
           out.byte(NEWLINE);
         }
@@ -116,18 +110,7 @@ export class PrometheusTextSerializer {
         const cache = cacheFor(this.histogramHeads, name);
         const le = new LeSuffixes();
         for (const point of metric.dataPoints) {
-          const attributes = point.attributes;
-          let heads = cache.get(attributes);
-          if (heads === undefined) {
-            const labels = this.labels(attributes);
-            const braces = braced(labels);
-            heads = {
-              count: Buffer.from(`${name}_count${braces} `),
-              sum: Buffer.from(`${name}_sum${braces} `),
-              bucket: Buffer.from(`${name}_bucket{${labels === '' ? '' : `${labels},`}le="`),
-            };
-            if (this.labelCache.has(attributes)) cache.set(attributes, heads);
-          }
+          const heads = this.histogramHead(cache, name, point.attributes);
           writeHistogram(out, heads, point.value, le);
         }
         return;
@@ -166,13 +149,7 @@ export class PrometheusTextSerializer {
         out.text(`${header}# TYPE ${family} ${monotonicSum ? 'counter' : 'gauge'}\n`);
         const cache = cacheFor(this.sampleHeads, name);
         for (const point of metric.dataPoints) {
-          const attributes = point.attributes;
-          let head = cache.get(attributes);
-          if (head === undefined) {
-            head = Buffer.from(`${name}${braced(this.labels(attributes))} `);
-            if (this.labelCache.has(attributes)) cache.set(attributes, head);
-          }
-          out.bytes(head);
+          out.bytes(this.sampleHead(cache, name, point.attributes));
           out.number(point.value);
           // OpenMetrics puts exemplars on counters and buckets only.
           const exemplar = monotonicSum ? (point as ExemplarCarrier)[EXEMPLARS] : undefined;
@@ -188,18 +165,7 @@ export class PrometheusTextSerializer {
         const cache = cacheFor(this.histogramHeads, name);
         const le = new LeSuffixes(true);
         for (const point of metric.dataPoints) {
-          const attributes = point.attributes;
-          let heads = cache.get(attributes);
-          if (heads === undefined) {
-            const labels = this.labels(attributes);
-            const braces = braced(labels);
-            heads = {
-              count: Buffer.from(`${name}_count${braces} `),
-              sum: Buffer.from(`${name}_sum${braces} `),
-              bucket: Buffer.from(`${name}_bucket{${labels === '' ? '' : `${labels},`}le="`),
-            };
-            if (this.labelCache.has(attributes)) cache.set(attributes, heads);
-          }
+          const heads = this.histogramHead(cache, name, point.attributes);
           const exemplars = (point as ExemplarCarrier)[EXEMPLARS];
           writeOpenMetricsHistogram(
             out,
@@ -215,6 +181,40 @@ export class PrometheusTextSerializer {
         diag.error(`Unrecognizable DataPointType: ${metric.dataPointType} for metric "${name}"`);
         out.text(`${header}# TYPE ${family} unknown\n`);
     }
+  }
+
+  /** `name{labels} `, cached per series when its labels are (both formats share it). */
+  private sampleHead(
+    cache: WeakMap<Attributes, Buffer>,
+    name: string,
+    attributes: Attributes,
+  ): Buffer {
+    let head = cache.get(attributes);
+    if (head === undefined) {
+      head = Buffer.from(`${name}${braced(this.labels(attributes))} `);
+      if (this.labelCache.has(attributes)) cache.set(attributes, head);
+    }
+    return head;
+  }
+
+  /** The `_count`, `_sum` and `_bucket` heads of a histogram series, cached the same way. */
+  private histogramHead(
+    cache: WeakMap<Attributes, HistogramHeads>,
+    name: string,
+    attributes: Attributes,
+  ): HistogramHeads {
+    let heads = cache.get(attributes);
+    if (heads === undefined) {
+      const labels = this.labels(attributes);
+      const braces = braced(labels);
+      heads = {
+        count: Buffer.from(`${name}_count${braces} `),
+        sum: Buffer.from(`${name}_sum${braces} `),
+        bucket: Buffer.from(`${name}_bucket{${labels === '' ? '' : `${labels},`}le="`),
+      };
+      if (this.labelCache.has(attributes)) cache.set(attributes, heads);
+    }
+    return heads;
   }
 
   /** Inner label text, cached when the attributes object can never render differently. */
