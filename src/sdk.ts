@@ -65,6 +65,7 @@ import { DistroCounter, DistroHistogram, DistroProducer } from './metrics/instru
 import { createProcessMetrics, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
 import { InboundRequests, useContextStorage } from './request/lifecycle';
+import { createRouteSources } from './routes';
 import { SpanScrubber } from './span-scrubber';
 import { DISTRO_NAME, DISTRO_VERSION } from './version';
 
@@ -346,6 +347,7 @@ export function startTelemetry(config: Config): Telemetry {
 
   // Instrumentations last: from here on, modules the application loads get patched.
   const instrumentations = createInstrumentations(config, { tracing });
+  const routeSources = createRouteSources();
   const http2 = new Http2Instrumentation({
     header: config.correlation.header,
     metrics: httpMetrics,
@@ -354,7 +356,12 @@ export function startTelemetry(config: Config): Telemetry {
     http1: (request, response, scheme) => inbound.begin(request, response, scheme),
   });
   registerInstrumentations({
-    instrumentations: [...instrumentations.map((i) => i.instrumentation), dbClients, http2],
+    instrumentations: [
+      ...instrumentations.map((i) => i.instrumentation),
+      ...routeSources,
+      dbClients,
+      http2,
+    ],
     tracerProvider,
     meterProvider,
   });

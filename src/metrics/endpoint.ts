@@ -7,6 +7,13 @@
 /** The endpoint value counted once the cap on distinct endpoints is reached. */
 export const OVERFLOW_ENDPOINT = '__overflow__';
 
+/**
+ * The endpoint value of a request a framework router handled and matched to no route (a 404, a
+ * scanner's probe): one series for all of them, so unrouted paths never spend the cap that real
+ * routes need. Plain node:http, which has no router, keeps the normalised path.
+ */
+export const UNMATCHED_ENDPOINT = '__unmatched__';
+
 /** Paths longer than this are not worth a series of their own (scanners, garbage). */
 export const MAX_ENDPOINT_LENGTH = 256;
 

@@ -13,7 +13,13 @@ import type { Attributes, Meter } from '@opentelemetry/api';
 import type { AccessRecord } from '../logging/access-log';
 import type { RequestRecord } from '../request/record';
 import { warnOnce } from '../warnings';
-import { EndpointRegistry, normalizeMethod, normalizePath, OVERFLOW_ENDPOINT } from './endpoint';
+import {
+  EndpointRegistry,
+  normalizeMethod,
+  normalizePath,
+  OVERFLOW_ENDPOINT,
+  UNMATCHED_ENDPOINT,
+} from './endpoint';
 import type { CounterSeries, DistroCounter, DistroHistogram, HistogramSeries } from './instruments';
 import { unansweredStatus } from './outcome';
 import { countUpgrades } from './upgrade';
@@ -97,20 +103,23 @@ export class HttpServerMetrics {
   }
 
   /**
-   * The endpoint a request is counted under. For a request Express handled, the template is also
-   * the route the server span reports: instrumentation-express leaves one in the record that
-   * loses sub-app mounts.
+   * The endpoint a request is counted under: the route template a framework matched, else
+   * `__unmatched__` when a framework routed it to no route, else (no framework) the normalised
+   * path. For a request Express handled, the template is also the route the server span reports:
+   * instrumentation-express leaves one in the record that loses sub-app mounts.
    */
   private endpointOf(request: ExpressRequest, record: RequestRecord): string {
     if (request.app !== undefined) {
       const template = expressEndpoint(request);
       record.route = template;
       if (template !== undefined) return this.endpoints.admit(template, true);
-      const url = request.originalUrl;
-      return this.endpoints.admit(normalizePath(typeof url === 'string' ? url : request.url));
+      // Express handled it and no route or mount answered: a 404, or root middleware.
+      record.unmatched = true;
+      return UNMATCHED_ENDPOINT;
     }
     const route = record.route;
     if (typeof route === 'string' && route !== '') return this.endpoints.admit(route, true);
+    if (record.unmatched) return UNMATCHED_ENDPOINT;
     if (request.route !== undefined) {
       const template = expressRoute(request);
       if (template !== undefined) return this.endpoints.admit(template, true);

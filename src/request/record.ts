@@ -20,8 +20,11 @@ type CarryingRequest = IncomingMessage & { [kRecord]?: RequestRecord };
 
 export class RequestRecord {
   readonly type = RPCType.HTTP;
-  /** The route template a framework instrumentation reported, if any. */
+  /** The route template a framework matched (a route source or instrumentation set it), if any. */
   route: string | undefined = undefined;
+  /** A framework router handled the request and matched no route: counted as `__unmatched__`,
+   * with no `http.route` on its span. A route set later (a fallback route) wins. */
+  unmatched = false;
   /** The server span, when spans leave the process. */
   span: Span | undefined = undefined;
   /** The context the application's handlers run in. */

@@ -38,9 +38,9 @@ const REQUESTS: readonly { path: string; status: number; endpoint: string; route
     endpoint: '/orgs/:id/repos/:repo',
     route: '/orgs/:id/repos/:repo',
   },
-  // No route and no mount answered: the original path, never a router's or a mount's.
-  { path: '/static/missing.txt', status: 404, endpoint: '/static/missing.txt' },
-  { path: '/admin/nope', status: 404, endpoint: '/admin/nope' },
+  // No route and no mount answered: `__unmatched__`, never a router's or a mount's.
+  { path: '/static/missing.txt', status: 404, endpoint: '__unmatched__' },
+  { path: '/admin/nope', status: 404, endpoint: '__unmatched__' },
 ];
 
 /** Endpoints a wrong implementation gives: the path below a mount, merged into real routes. */
