@@ -41,6 +41,11 @@ interface Layer {
 interface KoaContext {
   req?: IncomingMessage;
   method?: string;
+  /** The URL as it arrived, and the path the middleware now sees (koa-mount shortens it). */
+  originalUrl?: unknown;
+  path?: unknown;
+  /** Set by koa-mount when a request enters a mounted app (and left set after). */
+  mountPath?: unknown;
   /** Every layer whose path matched, in order, appended to by each router the request reaches. */
   matched?: readonly Layer[];
   [MATCHED_ROUTE]?: unknown;
@@ -172,7 +177,9 @@ function setMatchedRoute(this: KoaContext, value: unknown): void {
     const record = recordOf(this.req);
     if (record === undefined) return;
     const template = templateOf(value);
-    if (template !== undefined && !isMiddlewarePath(this.matched, value)) record.route = template;
+    if (template !== undefined && !isMiddlewarePath(this.matched, value)) {
+      record.route = this.mountPath === undefined ? template : withMount(this, template);
+    }
   } catch (err) {
     report(
       'koa-route-accessor',
@@ -258,8 +265,9 @@ function noteDispatched(ctx: KoaContext): void {
     // `router.use()` layer registered after the route. The route the router matched is the last
     // route layer for the method, as the routers' own match() decides.
     const template = templateOf(routeLayerPath(ctx.matched, ctx.method));
-    if (template !== undefined) record.route = template;
-    else record.unmatched = true;
+    if (template !== undefined) {
+      record.route = ctx.mountPath === undefined ? template : withMount(ctx, template);
+    } else record.unmatched = true;
   } catch (err) {
     report(
       'koa-route-dispatch',
@@ -295,4 +303,52 @@ export function routeLayerPath(
     }
   }
   return undefined;
+}
+
+// --- koa-mount ---------------------------------------------------------------------------------
+
+function withMount(ctx: KoaContext, template: string): string {
+  const { originalUrl, path } = ctx;
+  if (typeof originalUrl !== 'string' || typeof path !== 'string') return template;
+  return mountedTemplate(template, originalUrl, path);
+}
+
+/** template → [prefix, full template, prefix, full template, …], so that a hit builds no string. */
+const mountedTemplates = new Map<string, string[]>();
+const MAX_CACHED_TEMPLATES = 1000;
+const MAX_PREFIXES_PER_TEMPLATE = 16;
+
+/**
+ * A router inside an app mounted with koa-mount sees the URL without the mount path: that path is
+ * what the URL as it arrived has before the path the router sees (koa-mount's prefixes are
+ * literal, so the prefix is the mount path itself, nested mounts joined). `path` not a tail of
+ * the original URL (a rewrite, not a mount): the template alone.
+ */
+export function mountedTemplate(template: string, originalUrl: string, path: string): string {
+  let end = originalUrl.indexOf('?');
+  if (end === -1) end = originalUrl.length;
+  let prefixLength = end - path.length;
+  // `/images` mounted at `/images`: the app sees `/`.
+  if (path === '/' && originalUrl.charCodeAt(end - 1) !== 0x2f) prefixLength = end;
+  else if (prefixLength <= 0 || !originalUrl.startsWith(path, prefixLength)) return template;
+  if (prefixLength <= 0) return template;
+  let entries = mountedTemplates.get(template);
+  if (entries !== undefined) {
+    for (let i = 0; i < entries.length; i += 2) {
+      const prefix = entries[i] as string;
+      if (prefix.length === prefixLength && originalUrl.startsWith(prefix)) {
+        return entries[i + 1] as string;
+      }
+    }
+  }
+  const prefix = originalUrl.slice(0, prefixLength);
+  const full = template === '/' ? prefix : `${prefix}${template}`;
+  if (entries === undefined && mountedTemplates.size < MAX_CACHED_TEMPLATES) {
+    entries = [];
+    mountedTemplates.set(template, entries);
+  }
+  if (entries !== undefined && entries.length < 2 * MAX_PREFIXES_PER_TEMPLATE) {
+    entries.push(prefix, full);
+  }
+  return full;
 }

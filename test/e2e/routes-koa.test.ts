@@ -15,3 +15,14 @@ for (const major of [2, 3]) {
     laterTemplate: '/api/v1/teams/:team/members',
   });
 }
+
+// A router inside an app mounted with koa-mount sees the path without the mount path; the
+// template gets it back.
+describeRouteTemplates({
+  title: 'Koa 3 + @koa/router under koa-mount',
+  app: 'koa3',
+  files: ['mount.cjs', 'mount.mjs'],
+  usersTemplate: '/api/v1/users/:id',
+  laterPath: '/api/v1/teams/platform/members',
+  laterTemplate: '/api/v1/teams/:team/members',
+});

@@ -10,6 +10,7 @@ import { patchLookup, unpatchLookup } from '../../src/routes/hapi';
 import {
   defineMatchedRoute,
   isMiddlewarePath,
+  mountedTemplate,
   patchRouter,
   removeMatchedRoute,
   routeLayerPath,
@@ -78,6 +79,36 @@ describe('Koa route source', () => {
       assert.equal(routeLayerPath([middleware('/api')], 'GET'), undefined);
       assert.equal(routeLayerPath(undefined, 'GET'), undefined);
       assert.equal(routeLayerPath(matched, undefined), undefined);
+    });
+  });
+
+  describe('mountedTemplate (koa-mount)', () => {
+    it('puts the mount path the router did not see in front of the template', () => {
+      assert.equal(
+        mountedTemplate('/v1/users/:id', '/api/v1/users/42?x=1', '/v1/users/42'),
+        '/api/v1/users/:id',
+      );
+      // Nested mounts: everything before the path the router sees.
+      assert.equal(
+        mountedTemplate('/users/:id', '/api/v1/users/42', '/users/42'),
+        '/api/v1/users/:id',
+      );
+      // The mount path itself: the mounted app sees `/`.
+      assert.equal(mountedTemplate('/', '/api', '/'), '/api');
+      assert.equal(mountedTemplate('/', '/api/', '/'), '/api');
+    });
+
+    it('a hit of the cache gives the same string, and another mount its own', () => {
+      const first = mountedTemplate('/items/:id', '/shop/items/1', '/items/1');
+      assert.equal(mountedTemplate('/items/:id', '/shop/items/2', '/items/2'), first);
+      assert.equal(mountedTemplate('/items/:id', '/admin/items/2', '/items/2'), '/admin/items/:id');
+      assert.equal(mountedTemplate('/items/:id', '/shop/items/3', '/items/3'), '/shop/items/:id');
+    });
+
+    it('a path that is no tail of the original URL (a rewrite) keeps the template', () => {
+      assert.equal(mountedTemplate('/users/:id', '/very/long/old', '/users/1'), '/users/:id');
+      assert.equal(mountedTemplate('/users/:id', '/users/1', '/users/1'), '/users/:id');
+      assert.equal(mountedTemplate('/users/:id', '/u/1', '/users/1'), '/users/:id');
     });
   });
 
