@@ -6,12 +6,15 @@
  * layer of the chain runs, so the last value is the route whose handler ran last. Koa publishes
  * no diagnostics channel, and `ctx` cannot be reached from the node request when the response
  * closes, so the value is taken as it is written: an accessor for `_matchedRoute` on Koa's
- * context prototype (every `ctx` inherits it) copies it into the request record. A request a
- * router saw and matched to no route is marked unmatched by a wrapper of the router's dispatch
- * middleware. A Koa app with no router keeps the normalised path: Koa alone has no routes.
+ * context prototype (every `ctx` inherits it) copies it into the request record, unless it is the
+ * path of `router.use()` middleware rather than a route. A request a router saw and matched to no
+ * route is marked unmatched by a wrapper of the router's dispatch middleware. A router inside an
+ * app mounted with koa-mount gets the mount path back. A Koa app with no router keeps the
+ * normalised path: Koa alone has no routes.
  *
- * Per request: one accessor call per write of `_matchedRoute` and one wrapper call per router
- * dispatch, no allocation (a RegExp route path is stringified once).
+ * Per request: one accessor call per write of `_matchedRoute` (the value is stored on `ctx`, as
+ * the router's own property would be) and one wrapper call per router dispatch; no allocation (a
+ * RegExp route path is stringified once, a mount path and template joined once).
  */
 import type { IncomingMessage } from 'node:http';
 import {
