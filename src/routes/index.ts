@@ -8,8 +8,15 @@
  * loads the framework.
  */
 import type { Instrumentation } from '@opentelemetry/instrumentation';
+import { HapiRouteSource } from './hapi';
+import { KoaRouteSource } from './koa';
 
 /** Every route source, each inert until its framework is loaded. */
 export function createRouteSources(): Instrumentation[] {
-  return [];
+  return [
+    // Koa with @koa/router or koa-router: ctx._matchedRoute.
+    new KoaRouteSource(),
+    // hapi: request.route.path once hapi routed the request.
+    new HapiRouteSource(),
+  ];
 }
