@@ -129,7 +129,7 @@ export const ROUTE_SOURCES: readonly RouteSource[] = [
 export const NEST = {
   module: '@nestjs/core',
   range: '>=10 <12',
-  adapters: { '@nestjs/platform-express': 'express', '@nestjs/platform-fastify': 'fastify' },
+  adapters: { '@nestjs/platform-express': 'Express', '@nestjs/platform-fastify': 'Fastify' },
 } as const;
 
 export const KOA_ROUTER = '@koa/router';
@@ -198,16 +198,34 @@ export const DRIVERS: readonly string[] = [
 export interface Orm {
   readonly name: string;
   readonly module: string;
+  /** The drivers it can run on (of DRIVERS). */
+  readonly drivers: readonly string[];
   /** Packages of the same ORM that bring its driver (MikroORM's per-database packages). */
   readonly family?: string;
 }
 
+const SQL = [
+  'pg',
+  'mysql2',
+  'mysql',
+  'mariadb',
+  'tedious',
+  'oracledb',
+  'sqlite3',
+  'better-sqlite3',
+];
+
 export const ORMS: readonly Orm[] = [
-  { name: 'Sequelize', module: 'sequelize' },
-  { name: 'Knex', module: 'knex' },
-  { name: 'TypeORM', module: 'typeorm' },
-  { name: 'Kysely', module: 'kysely' },
-  { name: 'MikroORM', module: '@mikro-orm/core', family: '@mikro-orm/' },
+  { name: 'Sequelize', module: 'sequelize', drivers: SQL },
+  { name: 'Knex', module: 'knex', drivers: SQL },
+  { name: 'TypeORM', module: 'typeorm', drivers: [...SQL, 'mongodb'] },
+  { name: 'Kysely', module: 'kysely', drivers: SQL },
+  {
+    name: 'MikroORM',
+    module: '@mikro-orm/core',
+    drivers: [...SQL, 'mongodb'],
+    family: '@mikro-orm/',
+  },
 ];
 
 export const PRISMA = { module: '@prisma/client', adapters: '@prisma/adapter-' } as const;
@@ -222,7 +240,7 @@ export const LOGGERS: readonly Logger[] = [
   {
     module: 'pino',
     fields:
-      'service, trace_id, span_id, trace_flags, correlation_id on each record (transports too)',
+      'service, trace_id, span_id, trace_flags, correlation_id on each record, transports included',
   },
   {
     module: 'bunyan',
@@ -507,22 +525,23 @@ function databaseFindings(input: LibraryInput, handled: Set<string>): Finding[] 
   const allDrivers = DRIVERS.flatMap((d) => copiesOf(input, d));
   for (const orm of ORMS) {
     handled.add(orm.module);
+    const usable = allDrivers.filter((d) => orm.drivers.includes(d.name));
     for (const p of copiesOf(input, orm.module)) {
       const own = spansOf(input, orm.module, p.version);
       const ownText = own.kind === 'none' ? '' : `${spansText(own, p.version)}; `;
-      const brought = allDrivers.filter((d) =>
+      const brought = usable.filter((d) =>
         d.dependents.some(
           (x) => x === orm.module || (orm.family !== undefined && x.startsWith(orm.family)),
         ),
       );
-      const drivers = brought.length > 0 ? brought : allDrivers;
+      const drivers = brought.length > 0 ? brought : usable;
       if (drivers.length === 0) {
         out.push(
           finding(
             'warn',
             'databases',
             p,
-            `${ownText}no database driver found (${DRIVERS.join(', ')}): its queries are not instrumented`,
+            `${ownText}no database driver found (${orm.drivers.join(', ')}): its queries are not instrumented`,
           ),
         );
         continue;

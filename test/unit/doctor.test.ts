@@ -202,7 +202,7 @@ describe('doctor: frameworks and their route source', () => {
     ]);
     assert.match(
       line(f, '@nestjs/core'),
-      /^ok {4}@nestjs\/core 11\.1\.0: through @nestjs\/platform-fastify 11\.1\.0 \(fastify's route template, global prefix and versioning included\); /,
+      /^ok {4}@nestjs\/core 11\.1\.0: through @nestjs\/platform-fastify 11\.1\.0 \(Fastify's route template, global prefix and versioning included\); /,
     );
     assert.match(
       line(f, 'fastify'),
@@ -313,6 +313,12 @@ describe('doctor: database clients', () => {
     // Kysely declares no driver: the application's own decides.
     const kysely = run([pkg('kysely', '0.28.2'), pkg('mysql2', '3.26.1')]);
     assert.equal(line(kysely, 'kysely'), 'ok    kysely 0.28.2: through mysql2 3.26.1');
+    // A driver the ORM cannot run on is not named.
+    const knex = run([pkg('knex', '3.3.0'), pkg('pg', '8.23.1'), pkg('mongodb', '6.22.0')]);
+    assert.match(
+      line(knex, 'knex'),
+      /^ok {4}knex 3\.3\.0: (spans \(knex\); )?through pg 8\.23\.1$/,
+    );
     const mikro = run([
       pkg('@mikro-orm/core', '6.4.0'),
       pkg('@mikro-orm/postgresql', '6.4.0'),
