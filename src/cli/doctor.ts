@@ -259,7 +259,6 @@ type Spans =
       readonly ranges: readonly string[];
       readonly names: readonly string[];
     }
-  | { readonly kind: 'unknown'; readonly names: readonly string[] }
   | { readonly kind: 'none' };
 
 function rangesFor(i: InstrumentationState, module: string): readonly string[] {
@@ -303,8 +302,6 @@ function spansText(s: Spans, version: string, label = 'spans'): string {
       return `${label} off: ${s.reason}`;
     case 'outside':
       return `no ${label}: version ${version} outside ${s.ranges.join(' || ')} (${s.names.join(', ')})`;
-    case 'unknown':
-      return `${label}: unknown (${s.names.join(', ')} could not be loaded)`;
     default:
       return `no ${label} (no instrumentation)`;
   }
@@ -372,7 +369,7 @@ function frameworkFindings(input: LibraryInput, handled: Set<string>): Finding[]
           'warn',
           'frameworks',
           p,
-          `NestJS ${p.version} outside ${NEST.range}: its adapter's route source may still apply; ${spans}`,
+          `version ${p.version} outside ${NEST.range}: not known to work; the route template comes from its adapter's framework (see its line); ${spans}`,
         ),
       );
     } else if (adapters.length === 0) {
