@@ -280,6 +280,7 @@ export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
         healthChecks: config.health.checks,
         httpClientMetrics: config.metrics.httpClient,
         dbClients: dbClientSupport(),
+        nodeVersion: process.versions.node,
       },
     }),
   );

@@ -69,6 +69,8 @@ export interface LibrarySettings {
   readonly httpClientMetrics: boolean;
   /** What the distro's own database client hooks (metrics, pools, health) patch. */
   readonly dbClients: readonly ModuleSupport[];
+  /** The version of Node.js's built-in modules (`fs`, `net`, …). */
+  readonly nodeVersion: string;
 }
 
 export interface LibraryInput {
@@ -639,7 +641,7 @@ function otherFindings(input: LibraryInput, handled: ReadonlySet<string>): Findi
       seen.add(m.name);
       if (isBuiltin(m.name)) {
         // node:fs & co.: listed when loaded, since every application has them.
-        const s = spansOf(input, m.name, process.versions.node);
+        const s = spansOf(input, m.name, input.settings.nodeVersion);
         if (s.kind === 'on') {
           out.push({
             status: 'ok',

@@ -64,6 +64,7 @@ const SETTINGS: LibrarySettings = {
   healthChecks: ['database', 'redis', 'disk_space', 'memory'],
   httpClientMetrics: true,
   dbClients: dbClientSupport(),
+  nodeVersion: '24.21.0',
 };
 
 function run(
@@ -430,6 +431,22 @@ describe('doctor: every other instrumentation of the list', () => {
       'off   amqplib 0.10.9: spans off: OTEL_NODE_DISABLED_INSTRUMENTATIONS',
     );
     assert.ok(f.every((x) => x.group !== 'libraries' || x.library !== undefined));
+  });
+
+  it('a built-in module: listed when its instrumentation is loaded, silent otherwise', () => {
+    const fs = fake('fs', [
+      { name: 'fs', supportedVersions: ['*'] },
+      { name: 'fs/promises', supportedVersions: ['*'] },
+    ]);
+    const on = run([], { instrumentations: listed({}, [fs]) });
+    assert.deepEqual(
+      on.filter((x) => x.group === 'libraries').map((x) => `${x.status} ${x.text}`),
+      ['ok node:fs: spans (fs)', 'ok node:fs/promises: spans (fs)'],
+    );
+    const off = run([], {
+      instrumentations: listed({}, [{ ...fs, off: 'not enabled by default' }]),
+    });
+    assert.ok(!off.some((x) => x.group === 'libraries'));
   });
 
   it('outside its ranges: "not instrumented", a warning', () => {
