@@ -22,6 +22,8 @@ import {
 } from './doctor';
 import { dbClientSupport, moduleSupportOf, scanPackages } from './doctor-scan';
 
+export { exitCode, type Finding, renderFindings } from './doctor';
+
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** `https://user:pass@host/x` → `https://user:[REDACTED]@host/x`; anything unparsable is kept. */
@@ -218,8 +220,6 @@ function instrumentationStates(
     return { name, package: pkg, modules, off: offReason(name, loaded, env) };
   });
 }
-
-export { exitCode, type Finding, renderFindings } from './doctor';
 
 /** `datalab-otel doctor`: the checks that need the machine, then the application's libraries. */
 export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
