@@ -188,6 +188,15 @@ describe('datalab-otel doctor in real applications', function () {
     assert.ok(!/^(FAIL|warn)/m.test(report.out), report.out);
   });
 
+  it('the redis 4 client: instrumented through the @redis/client it brings', async function () {
+    const app = await install(this, 'redis4');
+    const report = await doctor(app, env);
+    assert.equal(report.code, 0, report.out);
+    assert.deepEqual(group(report, 'Databases'), [
+      `ok    redis ${version(app, 'redis')}: spans (redis) through @redis/client ${version(app, '@redis/client')}; no db_client_operation_duration_seconds, no redis health check (the distro times and pings ioredis clients only)`,
+    ]);
+  });
+
   it('Sequelize on pg: through pg', async function () {
     const app = await install(this, 'sequelize-pg');
     const report = await doctor(app, env);
