@@ -185,6 +185,28 @@ function portFree(host: string, port: number): Promise<string | undefined> {
   });
 }
 
+/**
+ * The service name of a distro already serving on a taken management port: doctor is often run
+ * inside the container or host of the running service, whose own management server holds the
+ * port. Undefined when what listens there is not the distro's liveness probe.
+ */
+async function runningDistro(host: string, port: number): Promise<string | undefined> {
+  // A wildcard bind answers on loopback.
+  const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const hostPart = target.includes(':') ? `[${target}]` : target;
+  try {
+    const res = await fetch(`http://${hostPart}:${port}/health/live`, {
+      signal: AbortSignal.timeout(1500),
+    });
+    const body = (await res.json()) as { service?: unknown; status?: unknown };
+    return typeof body.service === 'string' && typeof body.status === 'string'
+      ? body.service
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Module names the doctor looks for even when nothing in package.json brings them. */
 function knownModules(): string[] {
   return [
@@ -257,10 +279,21 @@ export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
 
   const { host, port } = config.management;
   const busy = await portFree(host, port);
-  runtime(
-    busy === undefined ? 'ok' : 'FAIL',
-    `management port ${host}:${port}${busy ? `: not available (${busy}); the service would serve /metrics only once it frees` : ' is free'}`,
-  );
+  const running = busy === 'EADDRINUSE' ? await runningDistro(host, port) : undefined;
+  if (busy === undefined) {
+    runtime('ok', `management port ${host}:${port} is free`);
+  } else if (running !== undefined && running === config.serviceName) {
+    runtime(
+      'ok',
+      `management port ${host}:${port} is in use by ${running} itself, running with the distro`,
+    );
+  } else {
+    const holder = running === undefined ? '' : ` by another service with the distro (${running})`;
+    runtime(
+      'FAIL',
+      `management port ${host}:${port}: not available (${busy})${holder}; the service would serve /metrics only once it frees`,
+    );
+  }
   const runtimeMetrics = config.instrumentations.includes('runtime-node');
   runtime(
     runtimeMetrics ? 'ok' : 'off',

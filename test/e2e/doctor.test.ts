@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, freePort, ROOT } from '../support/app';
+import { FIXTURES, freePort, ROOT, startApp } from '../support/app';
 import { NPM_FLAGS, npm, STEP_TIMEOUT, skipIfOffline } from '../support/install';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -161,6 +161,42 @@ describe('datalab-otel doctor in real applications', function () {
         { status: 'ok', group: 'databases', version: version(app, 'pg') },
       );
     });
+  });
+
+  it('a management port held by the running service itself is no failure; by another, it is', async () => {
+    const app = await startApp({
+      fixture: 'plain-http-app.mjs',
+      env: { OTEL_SERVICE_NAME: 'doctor-probe', DATALAB_TRACES_DIR: join(root, 'traces') },
+    });
+    try {
+      const port = String(app.metricsPort);
+      const same = await doctor(root, {
+        ...env,
+        DATALAB_METRICS_PORT: port,
+        OTEL_SERVICE_NAME: 'doctor-probe',
+      });
+      assert.equal(same.code, 0, same.out);
+      assert.ok(
+        same.lines.includes(
+          `ok    management port 127.0.0.1:${port} is in use by doctor-probe itself, running with the distro`,
+        ),
+        same.out,
+      );
+      const other = await doctor(root, {
+        ...env,
+        DATALAB_METRICS_PORT: port,
+        OTEL_SERVICE_NAME: 'billing',
+      });
+      assert.equal(other.code, 1, other.out);
+      assert.ok(
+        other.lines.includes(
+          `FAIL  management port 127.0.0.1:${port}: not available (EADDRINUSE) by another service with the distro (doctor-probe); the service would serve /metrics only once it frees`,
+        ),
+        other.out,
+      );
+    } finally {
+      await app.stop();
+    }
   });
 
   it('Koa without a router: the normalised path', async function () {
