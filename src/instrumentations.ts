@@ -42,8 +42,8 @@ export const DEFERRED_MODULES: Partial<Record<InstrumentationName, readonly stri
   pino: ['pino'],
 };
 
-// runtime-node is the distro's own (metrics/runtime.ts).
-const PACKAGES: Record<Exclude<InstrumentationName, 'runtime-node'>, string> = {
+// runtime-node is the distro's own (metrics/runtime.ts). Exported for `datalab-otel doctor`.
+export const PACKAGES: Record<Exclude<InstrumentationName, 'runtime-node'>, string> = {
   http: '@opentelemetry/instrumentation-http',
   undici: '@opentelemetry/instrumentation-undici',
   express: '@opentelemetry/instrumentation-express',

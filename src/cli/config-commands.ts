@@ -1,12 +1,28 @@
 /**
  * `datalab-otel config` (the effective configuration, secrets redacted) and `datalab-otel doctor`
- * (what can be checked from here, one line per finding).
+ * (what can be checked from here, and what the preload would instrument in this application).
  */
-import { createRequire } from 'node:module';
 import { createServer, Socket } from 'node:net';
-import { join } from 'node:path';
 import { type Config, findAppPackage, parseConfig, SETTINGS, type Setting } from '../config';
+import { DEFERRED_MODULES, PACKAGES } from '../instrumentations';
 import { atLeast, MIN_NODE_VERSION } from '../node-version';
+import {
+  DB_CLIENTS,
+  DRIVERS,
+  type Finding,
+  type InstrumentationState,
+  KOA_ROUTER,
+  LOGGERS,
+  libraryFindings,
+  NEST,
+  ORMS,
+  offReason,
+  PRISMA,
+  ROUTE_SOURCES,
+} from './doctor';
+import { dbClientSupport, moduleSupportOf, scanPackages } from './doctor-scan';
+
+export { exitCode, type Finding, renderFindings } from './doctor';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -169,73 +185,137 @@ function portFree(host: string, port: number): Promise<string | undefined> {
   });
 }
 
-/** Supported major versions of the libraries the distro instruments. */
-export const SUPPORTED: Readonly<Record<string, readonly [number, number]>> = {
-  express: [4, 5],
-  pg: [8, 8],
-  'pg-pool': [2, 3],
-  mysql2: [3, 3],
-  ioredis: [4, 6],
-  redis: [4, 5],
-  winston: [3, 3],
-  pino: [8, 10],
-};
-
-export interface Finding {
-  readonly ok: boolean | 'skip';
-  readonly text: string;
+/**
+ * The service name of a distro already serving on a taken management port: doctor is often run
+ * inside the container or host of the running service, whose own management server holds the
+ * port. Undefined when what listens there is not the distro's liveness probe.
+ */
+async function runningDistro(host: string, port: number): Promise<string | undefined> {
+  // A wildcard bind answers on loopback.
+  const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const hostPart = target.includes(':') ? `[${target}]` : target;
+  try {
+    const res = await fetch(`http://${hostPart}:${port}/health/live`, {
+      signal: AbortSignal.timeout(1500),
+    });
+    const body = (await res.json()) as { service?: unknown; status?: unknown };
+    return typeof body.service === 'string' && typeof body.status === 'string'
+      ? body.service
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
+/** Module names the doctor looks for even when nothing in package.json brings them. */
+function knownModules(): string[] {
+  return [
+    ...ROUTE_SOURCES.map((r) => r.module),
+    NEST.module,
+    ...Object.keys(NEST.adapters),
+    KOA_ROUTER,
+    ...DB_CLIENTS.map((c) => c.module),
+    ...DRIVERS,
+    ...ORMS.map((o) => o.module),
+    PRISMA.module,
+    ...LOGGERS.map((l) => l.module),
+    ...Object.values(DEFERRED_MODULES).flat(),
+  ];
+}
+
+/**
+ * The instrumentations src/instrumentations.ts lists, with the modules each hooks and the
+ * versions it patches. One whose modules the application does not have is not loaded here:
+ * its module names are enough to say so.
+ */
+function instrumentationStates(
+  env: Env,
+  loaded: readonly string[],
+  installed: ReadonlySet<string>,
+): InstrumentationState[] {
+  return Object.entries(PACKAGES).map(([name, pkg]) => {
+    const deferred = (DEFERRED_MODULES as Record<string, readonly string[] | undefined>)[name];
+    const modules =
+      deferred !== undefined && !deferred.some((m) => installed.has(m))
+        ? [...new Set(deferred)].map((m) => ({ name: m, supportedVersions: [] }))
+        : moduleSupportOf(pkg);
+    return { name, package: pkg, modules, off: offReason(name, loaded, env) };
+  });
+}
+
+/** `datalab-otel doctor`: the checks that need the machine, then the application's libraries. */
 export async function doctor(env: Env, cwd: string): Promise<Finding[]> {
   const findings: Finding[] = [];
+  const runtime = (status: Finding['status'], text: string) =>
+    findings.push({ status, group: 'runtime', text });
   const { config, warnings } = effectiveConfig(env, cwd);
-  findings.push({
-    ok: atLeast(process.versions.node, MIN_NODE_VERSION),
-    text: `Node.js ${process.versions.node} (needs >= ${MIN_NODE_VERSION})`,
-  });
-  for (const w of warnings) findings.push({ ok: false, text: `configuration: ${w}` });
-  if (config.sdkDisabled)
-    findings.push({ ok: 'skip', text: 'OTEL_SDK_DISABLED=true: the distro is off' });
+  runtime(
+    atLeast(process.versions.node, MIN_NODE_VERSION) ? 'ok' : 'FAIL',
+    `Node.js ${process.versions.node} (needs >= ${MIN_NODE_VERSION})`,
+  );
+  for (const w of warnings) runtime('FAIL', `configuration: ${w}`);
+  if (config.sdkDisabled) {
+    runtime('skip', 'OTEL_SDK_DISABLED=true: the distro is off; nothing is instrumented');
+    return findings;
+  }
 
   for (const signal of ['traces', 'metrics', 'logs'] as const) {
     if (!config[signal].exporters.includes('otlp')) continue;
     const endpoint = otlpEndpoint(env, signal);
     const problem = await tcpReachable(endpoint, 2000);
-    findings.push({
-      ok: problem === undefined,
-      text: `${signal} exporter endpoint ${redactUrl(endpoint)}${problem ? `: unreachable (${problem})` : ' reachable'}`,
-    });
+    runtime(
+      problem === undefined ? 'ok' : 'FAIL',
+      `${signal} exporter endpoint ${redactUrl(endpoint)}${problem ? `: unreachable (${problem})` : ' reachable'}`,
+    );
   }
   if (config.traceFile.enabled) {
-    findings.push({
-      ok: 'skip',
-      text: `traces go to local files in ${config.traceFile.dir} (no OTLP endpoint)`,
-    });
+    runtime('skip', `traces go to local files in ${config.traceFile.dir} (no OTLP endpoint)`);
   }
+  const tracing = config.traces.exporters.length > 0 || config.traceFile.enabled;
+  const spansOff = env.OTEL_TRACES_EXPORTER?.trim()
+    ? `OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER.trim()}`
+    : 'no traces exporter';
+  if (!tracing) runtime('off', `spans: ${spansOff} (metrics-only mode)`);
 
   const { host, port } = config.management;
   const busy = await portFree(host, port);
-  findings.push({
-    ok: busy === undefined,
-    text: `management port ${host}:${port}${busy ? `: not available (${busy}); the service would serve /metrics only once it frees` : ' is free'}`,
-  });
-
-  const requireFromApp = createRequire(join(cwd, 'package.json'));
-  for (const [name, [min, max]] of Object.entries(SUPPORTED)) {
-    let version: string | undefined;
-    try {
-      version = (requireFromApp(`${name}/package.json`) as { version: string }).version;
-    } catch {
-      findings.push({ ok: 'skip', text: `${name} is not installed` });
-      continue;
-    }
-    const m = Number(version.split('.')[0]);
-    const supported = m >= min && m <= max;
-    const enabled = config.instrumentations.includes(name === 'pg-pool' ? 'pg' : (name as never));
-    findings.push({
-      ok: supported,
-      text: `${name} ${version}${supported ? ' supported' : `: not supported (majors ${min}-${max}); it will not be instrumented`}${enabled ? '' : ' (instrumentation disabled)'}`,
-    });
+  const running = busy === 'EADDRINUSE' ? await runningDistro(host, port) : undefined;
+  if (busy === undefined) {
+    runtime('ok', `management port ${host}:${port} is free`);
+  } else if (running !== undefined && running === config.serviceName) {
+    runtime(
+      'ok',
+      `management port ${host}:${port} is in use by ${running} itself, running with the distro`,
+    );
+  } else {
+    const holder = running === undefined ? '' : ` by another service with the distro (${running})`;
+    runtime(
+      'FAIL',
+      `management port ${host}:${port}: not available (${busy})${holder}; the service would serve /metrics only once it frees`,
+    );
   }
+  const runtimeMetrics = config.instrumentations.includes('runtime-node');
+  runtime(
+    runtimeMetrics ? 'ok' : 'off',
+    `runtime metrics (event-loop delay, heap, GC)${runtimeMetrics ? '' : `: ${offReason('runtime-node', config.instrumentations, env)}`}`,
+  );
+
+  const { packages } = scanPackages(cwd, knownModules());
+  const installed = new Set(packages.map((p) => p.name));
+  findings.push(
+    ...libraryFindings({
+      packages,
+      instrumentations: instrumentationStates(env, config.instrumentations, installed),
+      settings: {
+        tracing,
+        spansOff,
+        logsExporters: config.logs.exporters,
+        healthChecks: config.health.checks,
+        httpClientMetrics: config.metrics.httpClient,
+        dbClients: dbClientSupport(),
+        nodeVersion: process.versions.node,
+      },
+    }),
+  );
   return findings;
 }

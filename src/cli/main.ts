@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config';
 import { CORRELATION_ATTRIBUTE } from '../correlation/id';
-import { doctor, effectiveConfig, settingsList } from './config-commands';
+import { doctor, effectiveConfig, exitCode, renderFindings, settingsList } from './config-commands';
 import { matchingLogLines } from './logs';
 import { toOtlpJson } from './otlp-json';
 import {
@@ -22,7 +22,7 @@ const USAGE = `usage:
   datalab-otel trace <correlation-or-trace-id> [--file <path|dir>]... [--jaeger <url>] [--tempo <url>]
                      [--service <name>] [--since <hours>] [--logs <file>]... [--json]
   datalab-otel config [--list]
-  datalab-otel doctor
+  datalab-otel doctor [--json]
 
 trace   finds the trace(s) of an ID and prints them as trees (service, span, offset, duration,
         status, key attributes). Sources: --file (OTLP JSON lines: the Collector file exporter,
@@ -32,7 +32,10 @@ trace   finds the trace(s) of an ID and prints them as trees (service, span, off
         the spans as OTLP JSON. Exit code 1 when nothing is found.
 config  prints the configuration the preload would use here, secrets redacted. --list prints
         every variable it reads, with its default and what it does.
-doctor  checks exporter endpoints, the management port and instrumented packages.`;
+doctor  checks the Node.js version, the configuration, exporter endpoints and the management
+        port, and says, for the application in this directory, what will be instrumented and
+        how, and what will not and why. --json for machines. Exit code 1 only when a check
+        fails (an old Node.js, an invalid setting, an unreachable endpoint, a taken port).`;
 
 async function trace(id: string, values: Record<string, unknown>): Promise<number> {
   const files = (values.file as string[] | undefined) ?? [];
@@ -147,10 +150,13 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'doctor': {
         const findings = await doctor(process.env, process.cwd());
-        for (const f of findings) {
-          process.stdout.write(`${f.ok === 'skip' ? 'skip' : f.ok ? 'ok  ' : 'FAIL'}  ${f.text}\n`);
-        }
-        return findings.some((f) => f.ok === false) ? 1 : 0;
+        const code = exitCode(findings);
+        process.stdout.write(
+          parsed.values.json
+            ? `${JSON.stringify({ findings, exitCode: code }, null, 2)}\n`
+            : `${renderFindings(findings)}\n`,
+        );
+        return code;
       }
       default:
         process.stderr.write(

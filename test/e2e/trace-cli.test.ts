@@ -392,7 +392,7 @@ describe('datalab-otel config and doctor', () => {
     assert.equal(report.environment.DATABASE_URL, 'postgres://app:[REDACTED]@db:5432/orders');
   });
 
-  it('doctor says what is wrong, one line each, and exits 1', async () => {
+  it('doctor says what is wrong, one line each, and exits 1 only for failures', async () => {
     const closed = await freePort();
     const taken = await freePort();
     const blocker = createTcpServer();
@@ -418,9 +418,19 @@ describe('datalab-otel config and doctor', () => {
           'm',
         ),
       );
-      assert.match(out, /^ok {4}express 5\.\d+\.\d+ supported$/m);
-      assert.match(out, /^ok {4}pg 8\.\d+\.\d+ supported$/m);
-      assert.match(out, /^ok {4}mysql2 3\.\d+\.\d+ supported$/m);
+      // The repository's own libraries, as the application the doctor looks at.
+      assert.match(
+        out,
+        /^ok {4}express 5\.\d+\.\d+: endpoint from Express's own request properties \(req\.baseUrl \+ req\.route\.path\); handler spans \(express\)$/m,
+      );
+      assert.match(
+        out,
+        /^ok {4}pg 8\.\d+\.\d+: spans \(pg\), db_client_operation_duration_seconds$/m,
+      );
+      assert.match(
+        out,
+        /^ok {4}mysql2 3\.\d+\.\d+: spans \(mysql2\), db_client_operation_duration_seconds/m,
+      );
       assert.match(out, /^ok {4}Node\.js \d+\.\d+\.\d+ \(needs >= 22\.15\.0\)$/m);
     } finally {
       blocker.close();
