@@ -8,8 +8,9 @@
  * loads the framework.
  */
 import type { Instrumentation } from '@opentelemetry/instrumentation';
+import { FastifyRouteSource } from './fastify';
 
 /** Every route source, each inert until its framework is loaded. */
 export function createRouteSources(): Instrumentation[] {
-  return [];
+  return [new FastifyRouteSource()];
 }
