@@ -263,6 +263,28 @@ describe('Fastify route source', () => {
       }
     });
 
+    // The fallback on routeOptions gives the same answers, at three times the cost: an upgrade
+    // that moves the context must be noticed here, not by the end-to-end tests.
+    it('keeps the route context under the key the hook looks for (no fallback)', async () => {
+      let seen: object | undefined;
+      const { app } = build((app) => {
+        app.addHook('onRequest', (request, _reply, done) => {
+          seen = request;
+          done();
+        });
+        app.get('/x', async () => 'x');
+      });
+      try {
+        await app.inject({ method: 'GET', url: '/x' });
+        assert.ok(seen);
+        const key = findContextKey(seen);
+        assert.ok(key, 'no fastify.context symbol on the request');
+        assert.equal(contextTemplate((seen as Record<symbol, never>)[key]), '/x');
+      } finally {
+        await app.close();
+      }
+    });
+
     it('counts a custom not-found handler, root or in a prefix, as unmatched', async () => {
       const { app, seen } = build((app) => {
         app.setNotFoundHandler((_request, reply) => reply.code(404).send('none'));
