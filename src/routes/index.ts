@@ -8,12 +8,15 @@
  * loads the framework.
  */
 import type { Instrumentation } from '@opentelemetry/instrumentation';
+import { FastifyRouteSource } from './fastify';
 import { HapiRouteSource } from './hapi';
 import { KoaRouteSource } from './koa';
 
 /** Every route source, each inert until its framework is loaded. */
 export function createRouteSources(): Instrumentation[] {
   return [
+    // Fastify 4 and 5 (NestJS's Fastify adapter too): one onRequest hook per instance.
+    new FastifyRouteSource(),
     // Koa with @koa/router or koa-router: ctx._matchedRoute.
     new KoaRouteSource(),
     // hapi: request.route.path once hapi routed the request.
