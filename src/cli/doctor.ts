@@ -97,33 +97,36 @@ export const ROUTE_SOURCES: readonly RouteSource[] = [
     framework: 'Express',
     module: 'express',
     range: '>=4 <6',
-    route: "endpoint from Express's own request properties (req.baseUrl + req.route.path)",
+    route:
+      "endpoint from Express's own request properties (req.baseUrl + req.route.path); no route = __unmatched__",
   },
   {
     framework: 'Fastify',
     module: 'fastify',
-    range: '>=5 <6',
+    range: '>=4.10.0 <6',
     route:
-      "endpoint from Fastify's diagnostics channel (tracing:fastify.request.handler, route.url)",
+      'endpoint from an onRequest hook added through the fastify.initialization channel (the route URL with every register() prefix; not-found handler = __unmatched__)',
   },
   {
     framework: 'Fastify',
     module: 'fastify',
-    range: '>=4.25.0 <5',
+    range: '>=4.0.0 <4.10.0',
     route:
-      'endpoint from an onRequest hook added through the fastify.initialization channel (request.routeOptions.url)',
+      'not-found handler = __unmatched__ only: route templates need Fastify 4.10 or later (other requests: normalised path)',
   },
   {
     framework: 'Koa',
     module: 'koa',
     range: '>=2 <4',
-    route: "endpoint from @koa/router's matched route (ctx._matchedRoute)",
+    route:
+      "endpoint from @koa/router's or koa-router's matched route (ctx._matchedRoute, prefixes included); a router's no-match = __unmatched__",
   },
   {
     framework: 'hapi',
     module: '@hapi/hapi',
-    range: '>=21 <22',
-    route: "endpoint from hapi's route path (request.route.path)",
+    range: '>=17 <22',
+    route:
+      "endpoint from hapi's route path (request.route.path, in hapi's {param} syntax); not-found route = __unmatched__",
   },
 ];
 
@@ -134,7 +137,8 @@ export const NEST = {
   adapters: { '@nestjs/platform-express': 'Express', '@nestjs/platform-fastify': 'Fastify' },
 } as const;
 
-export const KOA_ROUTER = '@koa/router';
+/** The routers whose matched route the Koa source reads (src/routes/koa.ts). */
+export const KOA_ROUTERS: readonly string[] = ['@koa/router', 'koa-router'];
 
 /** What the distro's own hooks (src/db/clients.ts, src/health/) make of each client. */
 interface DbClient {
@@ -348,12 +352,14 @@ function frameworkFindings(input: LibraryInput, handled: Set<string>): Finding[]
       }
       let route = source.route;
       if (module === 'koa') {
-        const routers = copiesOf(input, KOA_ROUTER);
-        handled.add(KOA_ROUTER);
+        const routers = KOA_ROUTERS.flatMap((name) =>
+          copiesOf(input, name).map((r) => `${name} ${r.version}`),
+        );
+        for (const name of KOA_ROUTERS) handled.add(name);
         route =
           routers.length > 0
-            ? `${route} with ${routers.map((r) => `${KOA_ROUTER} ${r.version}`).join(', ')}`
-            : `no ${KOA_ROUTER}: ${NORMALISED}`;
+            ? `${route} with ${routers.join(', ')}`
+            : `no @koa/router or koa-router: ${NORMALISED}`;
       }
       out.push(finding('ok', 'frameworks', p, `${route}; ${spans}`));
     }
