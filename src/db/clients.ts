@@ -31,6 +31,7 @@ export interface PgPoolLike {
 
 /** What a mysql2 (core, callback) pool exposes that we read. */
 export interface MysqlPoolLike {
+  readonly config?: { readonly connectionConfig?: MysqlConfig };
   readonly _allConnections?: { readonly length: number };
   readonly _freeConnections?: { readonly length: number };
   readonly _closed?: boolean;
@@ -109,6 +110,15 @@ export interface ConnectionTarget {
   readonly key: string;
   readonly driver: new (config: never) => unknown;
   readonly config: Readonly<Record<string, unknown>>;
+  /** Learnt from a mysql2 pool: pinged through the pool while it is open. */
+  readonly pooled?: boolean;
+}
+
+type MysqlConfig = NonNullable<MysqlConnectionLike['config']>;
+
+function mysqlKey(config: MysqlConfig): string {
+  const where = config.socketPath ?? `${config.host ?? ''}:${config.port ?? ''}`;
+  return `mysql ${config.user ?? ''}@${where}/${config.database ?? ''}`;
 }
 
 /** Distinct databases remembered for the health check: beyond, new ones are not. */
@@ -185,10 +195,9 @@ export class ClientRegistry {
     this.mysqlStandalone.add(new WeakRef(connection));
     const config = connection.config;
     if (config && typeof driver === 'function') {
-      const where = config.socketPath ?? `${config.host ?? ''}:${config.port ?? ''}`;
       this.addTarget({
         system: 'mysql',
-        key: `mysql ${config.user ?? ''}@${where}/${config.database ?? ''}`,
+        key: mysqlKey(config),
         driver: driver as ConnectionTarget['driver'],
         config,
       });
@@ -217,7 +226,21 @@ export class ClientRegistry {
    * close: an ORM's pool drops idle connections, the database is still the service's).
    */
   connectionTargets(): ConnectionTarget[] {
-    return [...this.targets.values()];
+    const out: ConnectionTarget[] = [];
+    let pooled: Set<string> | undefined;
+    for (const target of this.targets.values()) {
+      if (target.pooled) {
+        // A live pool to the same database answers for it.
+        pooled ??= new Set(
+          this.mysqlPools().map((pool) =>
+            pool.config?.connectionConfig ? mysqlKey(pool.config.connectionConfig) : '',
+          ),
+        );
+        if (pooled.has(target.key)) continue;
+      }
+      out.push(target);
+    }
+    return out;
   }
 
   nodeRedis3Clients(): NodeRedis3Like[] {
@@ -234,10 +257,24 @@ export class ClientRegistry {
     this.pools.add(new WeakRef(pool));
   }
 
-  addMysqlPool(pool: MysqlPoolLike): void {
+  /**
+   * A mysql2 pool, and its database as a target: ORMs end the pool when their first connection
+   * fails (TypeORM does), and the database is still the one the service needs.
+   */
+  addMysqlPool(pool: MysqlPoolLike, connectionClass?: unknown): void {
     if (this.seen.has(pool)) return;
     this.seen.add(pool);
     this.mysql.add(new WeakRef(pool));
+    const config = pool.config?.connectionConfig;
+    if (config && typeof connectionClass === 'function') {
+      this.addTarget({
+        system: 'mysql',
+        key: mysqlKey(config),
+        driver: connectionClass as ConnectionTarget['driver'],
+        config,
+        pooled: true,
+      });
+    }
   }
 
   addRedis(client: RedisClientLike): void {
@@ -428,6 +465,9 @@ function guard(err: unknown): void {
 }
 
 export class DbClientsInstrumentation extends InstrumentationBase {
+  /** mysql2's `Connection` (lib/connection.js), for the health check's own connections. */
+  private mysqlConnectionClass: unknown;
+
   constructor(
     private readonly registry: ClientRegistry,
     private readonly record: OperationRecorder,
@@ -477,6 +517,7 @@ export class DbClientsInstrumentation extends InstrumentationBase {
             'mysql2/lib/connection.js',
             ['>=3 <4'],
             (mod: { prototype: Proto }) => {
+              this.mysqlConnectionClass = mod;
               this.patchMysqlConnection(commandPrototype(mod));
               return mod;
             },
@@ -717,9 +758,10 @@ export class DbClientsInstrumentation extends InstrumentationBase {
 
   private patchMysqlGetConnection(original: AnyFunction) {
     const registry = this.registry;
+    const instrumentation = this;
     return function getConnection(this: MysqlPoolLike, ...args: unknown[]) {
       try {
-        registry.addMysqlPool(this);
+        registry.addMysqlPool(this, instrumentation.mysqlConnectionClass);
         // As for pg-pool: a caller queued for a connection is called back when another request
         // releases one, in that request's context otherwise.
         if (typeof args[0] === 'function') args[0] = context.bind(context.active(), args[0]);
