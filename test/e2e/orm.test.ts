@@ -171,7 +171,7 @@ describe('ORMs: database metrics and health checks', function () {
       });
 
       it('connections in use while statements run, every statement timed, /health database ok', async function () {
-        this.test?.title && (this.test.title += ` [${c.pkg} ${installedVersion('orm', c.pkg)}]`);
+        if (this.test) this.test.title += ` [${c.pkg} ${installedVersion('orm', c.pkg)}]`;
         app = await start();
         const highest = await holdConnections(app);
         assert.ok(
