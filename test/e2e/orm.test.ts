@@ -1,8 +1,9 @@
 /**
  * ORMs over the machine's PostgreSQL and MariaDB, for real: Sequelize, Knex, TypeORM, Kysely and
- * MikroORM (test/fixtures/apps/orm), each in a service under the preload. Sequelize and Knex keep
- * pools of their own of `pg.Client`s / mysql2 connections; TypeORM, Kysely and MikroORM use a pg
- * Pool or a mysql2 pool. Whichever: `database_connections_active` counts the connections held by
+ * MikroORM 7 (test/fixtures/apps/orm) and MikroORM 6 (test/fixtures/apps/mikro-orm6), each in a
+ * service under the preload. Sequelize, Knex and MikroORM 6 (through Knex) keep pools of their own
+ * of `pg.Client`s / mysql2 connections; TypeORM, Kysely and MikroORM 7 use a pg Pool or a mysql2
+ * pool. Whichever: `database_connections_active` counts the connections held by
  * statements in flight, every statement is timed, and `/health` pings the database the ORM
  * reaches, and fails, without waiting, when that database is a closed port.
  */
@@ -78,6 +79,8 @@ async function holdConnections(app: AppProcess): Promise<number> {
 }
 
 interface Case {
+  /** The fixture directory under test/fixtures/apps. */
+  readonly dir: 'orm' | 'mikro-orm6';
   readonly orm: string;
   readonly db: 'postgres' | 'mysql';
   readonly entry: 'app.cjs' | 'app.mjs';
@@ -88,16 +91,28 @@ interface Case {
 const CASES: readonly Case[] = [
   ...['sequelize', 'knex', 'typeorm', 'kysely', 'mikro-orm'].map(
     (orm): Case => ({
+      dir: 'orm',
       orm,
       db: 'postgres',
       entry: 'app.cjs',
       pkg: orm === 'mikro-orm' ? '@mikro-orm/core' : orm,
     }),
   ),
-  { orm: 'mikro-orm', db: 'postgres', entry: 'app.mjs', pkg: '@mikro-orm/core' },
-  { orm: 'kysely', db: 'postgres', entry: 'app.mjs', pkg: 'kysely' },
+  { dir: 'orm', orm: 'mikro-orm', db: 'postgres', entry: 'app.mjs', pkg: '@mikro-orm/core' },
+  { dir: 'orm', orm: 'kysely', db: 'postgres', entry: 'app.mjs', pkg: 'kysely' },
+  // MikroORM 6 runs its SQL through Knex: pg Clients and mysql2 connections in a pool of its own.
+  ...(['postgres', 'mysql'] as const).map(
+    (db): Case => ({
+      dir: 'mikro-orm6',
+      orm: 'mikro-orm 6',
+      db,
+      entry: 'app.cjs',
+      pkg: '@mikro-orm/core',
+    }),
+  ),
   ...['mikro-orm', 'sequelize', 'knex', 'typeorm', 'kysely'].map(
     (orm): Case => ({
+      dir: 'orm',
       orm,
       db: 'mysql',
       entry: 'app.cjs',
@@ -115,6 +130,7 @@ describe('ORMs: database metrics and health checks', function () {
   before(async function () {
     this.timeout(300_000);
     await installFixtureApp(this, 'orm');
+    await installFixtureApp(this, 'mikro-orm6');
     mysqlUp = await reachable(MYSQL.port);
     if (!mysqlUp && process.env.CI === 'true') {
       throw new Error('MariaDB/MySQL is not reachable on 127.0.0.1:3306 (.ci/run starts it)');
@@ -141,7 +157,7 @@ describe('ORMs: database metrics and health checks', function () {
     const label = `${c.orm} on ${c.db === 'postgres' ? 'PostgreSQL' : 'MariaDB'} (${c.entry === 'app.mjs' ? 'ESM' : 'CJS'})`;
     const start = (extra: Record<string, string> = {}) =>
       startApp({
-        fixture: join(FIXTURE_APPS, 'orm', c.entry),
+        fixture: join(FIXTURE_APPS, c.dir, c.entry),
         preload: c.entry === 'app.mjs' ? 'import' : 'require',
         env: {
           ORM: c.orm,
@@ -171,7 +187,7 @@ describe('ORMs: database metrics and health checks', function () {
       });
 
       it('connections in use while statements run, every statement timed, /health database ok', async function () {
-        if (this.test) this.test.title += ` [${c.pkg} ${installedVersion('orm', c.pkg)}]`;
+        if (this.test) this.test.title += ` [${c.pkg} ${installedVersion(c.dir, c.pkg)}]`;
         app = await start();
         const highest = await holdConnections(app);
         assert.ok(
