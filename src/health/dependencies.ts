@@ -165,11 +165,11 @@ async function pingTarget(
       });
       clients.ignore(client);
       client.on('error', () => {});
+      client.connection?.stream?.unref?.();
       close = () => {
         client.end().catch(() => {});
       };
       await client.connect();
-      client.connection?.stream?.unref?.();
       await client.query('SELECT 1');
     } else {
       const Connection = target.driver as unknown as new (opts: object) => OwnMysqlConnection;
@@ -188,8 +188,11 @@ async function pingTarget(
       });
     }
   };
+  const pinging = ping();
+  // Past the deadline nobody waits for it: its late failure must not be an unhandled rejection.
+  pinging.catch(() => {});
   try {
-    await Promise.race([ping(), deadline]);
+    await Promise.race([pinging, deadline]);
   } finally {
     clearTimeout(timer);
     try {
@@ -216,7 +219,12 @@ export interface DependencyCheckOptions {
 }
 
 /** One short-lived connection from the environment's settings; nothing is left open. */
-async function pingPostgresFromEnv(pg: PgModule, env: Env, timeoutMs: number): Promise<void> {
+async function pingPostgresFromEnv(
+  pg: PgModule,
+  env: Env,
+  timeoutMs: number,
+  clients: ClientRegistry,
+): Promise<void> {
   const config: Record<string, unknown> = {
     connectionTimeoutMillis: timeoutMs,
     query_timeout: timeoutMs,
@@ -225,6 +233,8 @@ async function pingPostgresFromEnv(pg: PgModule, env: Env, timeoutMs: number): P
   // Without DATABASE_URL, pg reads PGHOST, PGUSER… itself.
   if (nonEmpty(env.DATABASE_URL)) config.connectionString = env.DATABASE_URL;
   const client = new pg.Client(config);
+  // Not the application's: neither counted nor remembered as one of its databases.
+  clients.ignore(client);
   // An error event with no listener would crash the application.
   client.on('error', () => {});
   client.connection?.stream?.unref?.();
@@ -326,7 +336,7 @@ export function databaseCheck(options: DependencyCheckOptions): {
         } else {
           const pg = pgModule(load);
           if (!pg) throw new Error('the pg package is not installed');
-          await pingPostgresFromEnv(pg, env, timeoutMs);
+          await pingPostgresFromEnv(pg, env, timeoutMs, clients);
         }
         const outcome: CheckOutcome = {
           status: 'healthy',
