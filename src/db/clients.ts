@@ -1,6 +1,9 @@
 /**
- * Finds the application's own database clients (pg pools, mysql2 pools, ioredis connections)
- * and times their operations, with no code change in the application.
+ * Finds the application's own database clients (pg pools and clients, mysql2 pools and
+ * connections, ioredis and node-redis 3/4 clients) and times their operations, with no code
+ * change in the application. ORMs reach the database through these drivers: TypeORM, Kysely and
+ * MikroORM through a pg Pool or mysql2 pool, Sequelize and Knex through `pg.Client`s or mysql2
+ * connections in a pool of their own.
  *
  * The timings feed one histogram for every database system, and the pools feed
  * `database_connections_active`, independent of tracing: the OpenTelemetry instrumentations
@@ -28,6 +31,7 @@ export interface PgPoolLike {
 
 /** What a mysql2 (core, callback) pool exposes that we read. */
 export interface MysqlPoolLike {
+  readonly config?: { readonly connectionConfig?: MysqlConfig };
   readonly _allConnections?: { readonly length: number };
   readonly _freeConnections?: { readonly length: number };
   readonly _closed?: boolean;
@@ -39,6 +43,86 @@ export interface RedisClientLike {
   readonly status: string;
   ping(): Promise<unknown>;
 }
+
+/**
+ * What a `pg.Client` exposes that we read. pg 8.12+ keeps the query state in `_activeQuery`,
+ * `_queryQueue` and `_txStatus` (the old names are deprecated getters that print a warning).
+ */
+export interface PgClientLike {
+  readonly connectionParameters?: PgConnectionParameters;
+  readonly _activeQuery?: unknown;
+  readonly _queryQueue?: { readonly length: number };
+  readonly _txStatus?: string | null;
+  readonly _ending?: boolean;
+  readonly activeQuery?: unknown;
+  readonly queryQueue?: { readonly length: number };
+}
+
+export interface PgConnectionParameters {
+  readonly host?: string;
+  readonly port?: number;
+  readonly user?: string;
+  readonly database?: string;
+  readonly password?: unknown;
+  readonly ssl?: unknown;
+}
+
+/** What a mysql2 (core) connection exposes that we read. */
+export interface MysqlConnectionLike {
+  readonly config?: Record<string, unknown> & {
+    host?: string;
+    port?: number;
+    user?: string;
+    database?: string;
+    socketPath?: string;
+  };
+  readonly _command?: unknown;
+  readonly _commands?: { readonly length?: number };
+  readonly _closing?: boolean;
+  readonly _fatalError?: unknown;
+}
+
+/** A node-redis 3 `RedisClient` (callback API). */
+export interface NodeRedis3Like {
+  readonly ready: boolean;
+  readonly connected: boolean;
+  readonly closing: boolean;
+  readonly command_queue?: { toArray?(): { command?: unknown }[] };
+  ping(callback: (err: Error | null) => void): unknown;
+}
+
+/** A node-redis 4 (`@redis/client` 1.x) client (promise API). */
+export interface NodeRedis4Like {
+  readonly isOpen: boolean;
+  readonly isReady: boolean;
+  readonly options?: { readonly legacyMode?: boolean };
+  readonly v4?: { ping(): Promise<unknown> };
+  ping(): Promise<unknown>;
+}
+
+/**
+ * A database a standalone client (one not taken from a pg or mysql2 pool: ORMs such as
+ * Sequelize and Knex pool them themselves) connected to, and what it takes to open one more
+ * connection to it: the application's own driver class and the client's settings.
+ */
+export interface ConnectionTarget {
+  readonly system: 'postgresql' | 'mysql';
+  readonly key: string;
+  readonly driver: new (config: never) => unknown;
+  readonly config: Readonly<Record<string, unknown>>;
+  /** Learnt from a mysql2 pool: pinged through the pool while it is open. */
+  readonly pooled?: boolean;
+}
+
+type MysqlConfig = NonNullable<MysqlConnectionLike['config']>;
+
+function mysqlKey(config: MysqlConfig): string {
+  const where = config.socketPath ?? `${config.host ?? ''}:${config.port ?? ''}`;
+  return `mysql ${config.user ?? ''}@${where}/${config.database ?? ''}`;
+}
+
+/** Distinct databases remembered for the health check: beyond, new ones are not. */
+const MAX_TARGETS = 16;
 
 export type OperationRecorder = (
   system: 'postgresql' | 'mysql' | 'redis',
@@ -54,7 +138,118 @@ export class ClientRegistry {
   private readonly pools = new Set<WeakRef<PgPoolLike>>();
   private readonly mysql = new Set<WeakRef<MysqlPoolLike>>();
   private readonly redis = new Set<WeakRef<RedisClientLike>>();
+  private readonly pgStandalone = new Set<WeakRef<PgClientLike>>();
+  private readonly mysqlStandalone = new Set<WeakRef<MysqlConnectionLike>>();
+  private readonly redis3 = new Set<WeakRef<NodeRedis3Like>>();
+  private readonly redis4 = new Set<WeakRef<NodeRedis4Like>>();
+  private readonly targets = new Map<string, ConnectionTarget>();
   private readonly seen = new WeakSet<object>();
+  /** Connections the distro opened itself (health checks): never the application's. */
+  private readonly own = new WeakSet<object>();
+
+  /** Marks a client the distro opens itself, before it connects. */
+  ignore(client: object): void {
+    this.own.add(client);
+  }
+
+  isOwn(client: object): boolean {
+    return this.own.has(client);
+  }
+
+  /**
+   * A pg.Client that connects. Those of a pg Pool the distro knows are counted through the
+   * pool; the pool pushes its client into `_clients` before connecting it.
+   */
+  addPgClient(client: PgClientLike, driver: unknown): void {
+    if (this.seen.has(client) || this.own.has(client)) return;
+    this.seen.add(client);
+    for (const pool of this.pgPools()) {
+      const members = (pool as { _clients?: unknown[] })._clients;
+      if (Array.isArray(members) && members.includes(client)) return;
+    }
+    this.pgStandalone.add(new WeakRef(client));
+    const params = client.connectionParameters;
+    if (params && typeof driver === 'function') {
+      const key = `postgresql ${params.user ?? ''}@${params.host ?? ''}:${params.port ?? ''}/${params.database ?? ''}`;
+      this.addTarget({
+        system: 'postgresql',
+        key,
+        driver: driver as ConnectionTarget['driver'],
+        config: {
+          host: params.host,
+          port: params.port,
+          user: params.user,
+          database: params.database,
+          password: params.password,
+          ssl: params.ssl,
+        },
+      });
+    }
+  }
+
+  /** A mysql2 connection that is not a pool's (its handshake is its first command). */
+  addMysqlConnection(connection: MysqlConnectionLike, driver: unknown): void {
+    if (this.seen.has(connection) || this.own.has(connection)) return;
+    if (connection.config && this.own.has(connection.config)) return;
+    this.seen.add(connection);
+    this.mysqlStandalone.add(new WeakRef(connection));
+    const config = connection.config;
+    if (config && typeof driver === 'function') {
+      this.addTarget({
+        system: 'mysql',
+        key: mysqlKey(config),
+        driver: driver as ConnectionTarget['driver'],
+        config,
+      });
+    }
+  }
+
+  private addTarget(target: ConnectionTarget): void {
+    if (this.targets.has(target.key) || this.targets.size >= MAX_TARGETS) return;
+    this.targets.set(target.key, target);
+  }
+
+  addNodeRedis3(client: NodeRedis3Like): void {
+    if (this.seen.has(client)) return;
+    this.seen.add(client);
+    this.redis3.add(new WeakRef(client));
+  }
+
+  addNodeRedis4(client: NodeRedis4Like): void {
+    if (this.seen.has(client)) return;
+    this.seen.add(client);
+    this.redis4.add(new WeakRef(client));
+  }
+
+  /**
+   * Databases the application reached through standalone clients (kept after those clients
+   * close: an ORM's pool drops idle connections, the database is still the service's).
+   */
+  connectionTargets(): ConnectionTarget[] {
+    const out: ConnectionTarget[] = [];
+    let pooled: Set<string> | undefined;
+    for (const target of this.targets.values()) {
+      if (target.pooled) {
+        // A live pool to the same database answers for it.
+        pooled ??= new Set(
+          this.mysqlPools().map((pool) =>
+            pool.config?.connectionConfig ? mysqlKey(pool.config.connectionConfig) : '',
+          ),
+        );
+        if (pooled.has(target.key)) continue;
+      }
+      out.push(target);
+    }
+    return out;
+  }
+
+  nodeRedis3Clients(): NodeRedis3Like[] {
+    return live(this.redis3);
+  }
+
+  nodeRedis4Clients(): NodeRedis4Like[] {
+    return live(this.redis4);
+  }
 
   addPool(pool: PgPoolLike): void {
     if (this.seen.has(pool)) return;
@@ -62,10 +257,24 @@ export class ClientRegistry {
     this.pools.add(new WeakRef(pool));
   }
 
-  addMysqlPool(pool: MysqlPoolLike): void {
+  /**
+   * A mysql2 pool, and its database as a target: ORMs end the pool when their first connection
+   * fails (TypeORM does), and the database is still the one the service needs.
+   */
+  addMysqlPool(pool: MysqlPoolLike, connectionClass?: unknown): void {
     if (this.seen.has(pool)) return;
     this.seen.add(pool);
     this.mysql.add(new WeakRef(pool));
+    const config = pool.config?.connectionConfig;
+    if (config && typeof connectionClass === 'function') {
+      this.addTarget({
+        system: 'mysql',
+        key: mysqlKey(config),
+        driver: connectionClass as ConnectionTarget['driver'],
+        config,
+        pooled: true,
+      });
+    }
   }
 
   addRedis(client: RedisClientLike): void {
@@ -87,9 +296,18 @@ export class ClientRegistry {
     return live(this.redis);
   }
 
-  /** Connections checked out of every pool right now (SPEC §3 database_connections_active). */
+  /**
+   * Connections in use right now (SPEC §3 database_connections_active): checked out of a pg or
+   * mysql2 pool, or, for a standalone client (an ORM's own pool of them), running or queueing a
+   * statement or, for pg, inside a transaction.
+   */
   checkedOutConnections(): number {
     let sum = 0;
+    for (const client of live(this.pgStandalone)) if (pgClientBusy(client)) sum++;
+    for (const connection of live(this.mysqlStandalone)) {
+      if (connection._closing || connection._fatalError) continue;
+      if (connection._command || (connection._commands?.length ?? 0) > 0) sum++;
+    }
     for (const pool of this.pgPools()) sum += Math.max(0, pool.totalCount - pool.idleCount);
     // mysql2 keeps every connection in `_allConnections` (those still connecting too, as pg's
     // totalCount does) and the idle ones also in `_freeConnections`.
@@ -100,6 +318,21 @@ export class ClientRegistry {
     }
     return sum;
   }
+}
+
+function pgClientBusy(client: PgClientLike): boolean {
+  if (client._ending) return false;
+  if ('_activeQuery' in client) {
+    // 'T' in a transaction block, 'E' in a failed one: held by the application between statements.
+    const tx = client._txStatus;
+    return (
+      client._activeQuery != null ||
+      (client._queryQueue?.length ?? 0) > 0 ||
+      tx === 'T' ||
+      tx === 'E'
+    );
+  }
+  return client.activeQuery != null || (client.queryQueue?.length ?? 0) > 0;
 }
 
 function live<T extends object>(refs: Set<WeakRef<T>>): T[] {
@@ -165,6 +398,11 @@ function unstack(target: Target, name: string): void {
   }
 }
 
+interface PgModule {
+  Query: { prototype: Target };
+  Client?: { prototype: Target };
+}
+
 interface MysqlCommand {
   sql?: unknown;
   onResult?: unknown;
@@ -227,6 +465,9 @@ function guard(err: unknown): void {
 }
 
 export class DbClientsInstrumentation extends InstrumentationBase {
+  /** mysql2's `Connection` (lib/connection.js), for the health check's own connections. */
+  private mysqlConnectionClass: unknown;
+
   constructor(
     private readonly registry: ClientRegistry,
     private readonly record: OperationRecorder,
@@ -251,14 +492,19 @@ export class DbClientsInstrumentation extends InstrumentationBase {
       new InstrumentationNodeModuleDefinition(
         'pg',
         ['>=8 <9'],
-        (mod: { Query: { prototype: Proto } }) => {
+        (mod: PgModule) => {
           this.patchPgQueryClass(cjs(mod).Query);
           bindQueryCallbacks(cjs(mod).Query.prototype);
+          const Client = cjs(mod).Client;
+          if (Client)
+            stack(Client.prototype, 'connect', (original) => this.patchPgConnect(original));
           return mod;
         },
-        (mod: { Query: { prototype: Proto } }) => {
+        (mod: PgModule) => {
           const proto = cjs(mod).Query.prototype;
           for (const name of ['submit', 'handleReadyForQuery', 'handleError']) unstack(proto, name);
+          const Client = cjs(mod).Client;
+          if (Client) unstack(Client.prototype, 'connect');
         },
       ),
       new InstrumentationNodeModuleDefinition(
@@ -271,6 +517,7 @@ export class DbClientsInstrumentation extends InstrumentationBase {
             'mysql2/lib/connection.js',
             ['>=3 <4'],
             (mod: { prototype: Proto }) => {
+              this.mysqlConnectionClass = mod;
               this.patchMysqlConnection(commandPrototype(mod));
               return mod;
             },
@@ -294,6 +541,67 @@ export class DbClientsInstrumentation extends InstrumentationBase {
             },
           ),
         ],
+      ),
+      new InstrumentationNodeModuleDefinition(
+        'redis',
+        ['>=2.6 <4'],
+        (mod: { RedisClient?: { prototype: Proto } }) => {
+          const proto = cjs(mod).RedisClient?.prototype;
+          if (proto) {
+            stack(proto, 'create_stream', (original) => this.patchRedis3CreateStream(original));
+            stack(proto, 'internal_send_command', (original) =>
+              this.patchRedis3SendCommand(original),
+            );
+          }
+          return mod;
+        },
+        (mod: { RedisClient?: { prototype: Proto } }) => {
+          const proto = cjs(mod).RedisClient?.prototype;
+          if (proto)
+            for (const name of ['create_stream', 'internal_send_command']) unstack(proto, name);
+        },
+      ),
+      ...['@redis/client', '@node-redis/client'].map(
+        (name) =>
+          new InstrumentationNodeModuleDefinition(
+            name,
+            ['^1.0.0'],
+            (mod) => mod,
+            () => {},
+            [
+              new InstrumentationNodeModuleFile(
+                `${name}/dist/lib/client/index.js`,
+                ['^1.0.0'],
+                (mod: { default?: { prototype: Proto } }) => {
+                  const proto = mod.default?.prototype;
+                  if (proto) {
+                    stack(proto, 'connect', (original) => this.patchRedis4Connect(original));
+                    stack(proto, 'duplicate', (original) => this.patchRedis4Duplicate(original));
+                  }
+                  return mod;
+                },
+                (mod: { default?: { prototype: Proto } } | undefined) => {
+                  const proto = mod?.default?.prototype;
+                  if (proto) for (const method of ['connect', 'duplicate']) unstack(proto, method);
+                },
+              ),
+              new InstrumentationNodeModuleFile(
+                `${name}/dist/lib/client/commands-queue.js`,
+                ['^1.0.0'],
+                (mod: { default?: { prototype: Proto } }) => {
+                  const proto = mod.default?.prototype;
+                  if (proto) {
+                    stack(proto, 'addCommand', (original) => this.patchRedis4AddCommand(original));
+                  }
+                  return mod;
+                },
+                (mod: { default?: { prototype: Proto } } | undefined) => {
+                  const proto = mod?.default?.prototype;
+                  if (proto) unstack(proto, 'addCommand');
+                },
+              ),
+            ],
+          ),
       ),
       new InstrumentationNodeModuleDefinition(
         'ioredis',
@@ -372,7 +680,7 @@ export class DbClientsInstrumentation extends InstrumentationBase {
    * A connection that breaks fails its commands without 'end': `_notifyError` records them.
    */
   private patchMysqlConnection(proto: Target): void {
-    const record = this.record;
+    const { record, registry } = this;
     function finish(this: MysqlCommand) {
       try {
         const start = this[kQueryStart];
@@ -397,7 +705,13 @@ export class DbClientsInstrumentation extends InstrumentationBase {
           try {
             const command = args[0] as MysqlCommand | undefined;
             const kind = command?.constructor?.name;
-            if (
+            // A connection's first command; those of a pool are counted through the pool.
+            if (kind === 'ClientHandshake') {
+              const ctor = (this as { constructor?: { name?: string } }).constructor;
+              if (ctor?.name !== 'PoolConnection') {
+                registry.addMysqlConnection(this as MysqlConnectionLike, ctor);
+              }
+            } else if (
               command !== undefined &&
               (kind === 'Query' || kind === 'Execute') &&
               command[kQueryStart] === undefined
@@ -444,9 +758,10 @@ export class DbClientsInstrumentation extends InstrumentationBase {
 
   private patchMysqlGetConnection(original: AnyFunction) {
     const registry = this.registry;
+    const instrumentation = this;
     return function getConnection(this: MysqlPoolLike, ...args: unknown[]) {
       try {
-        registry.addMysqlPool(this);
+        registry.addMysqlPool(this, instrumentation.mysqlConnectionClass);
         // As for pg-pool: a caller queued for a connection is called back when another request
         // releases one, in that request's context otherwise.
         if (typeof args[0] === 'function') args[0] = context.bind(context.active(), args[0]);
@@ -454,6 +769,138 @@ export class DbClientsInstrumentation extends InstrumentationBase {
         guard(err);
       }
       return original.apply(this, args);
+    };
+  }
+
+  /** Once per connection, never per query: the client joins the registry. */
+  private patchPgConnect(original: AnyFunction) {
+    const registry = this.registry;
+    return function connect(this: PgClientLike, ...args: unknown[]) {
+      try {
+        registry.addPgClient(this, (this as { constructor?: unknown }).constructor);
+      } catch (err) {
+        guard(err);
+      }
+      return original.apply(this, args);
+    };
+  }
+
+  /** node-redis 3 opens (and reopens) its socket here, from its constructor on. */
+  private patchRedis3CreateStream(original: AnyFunction) {
+    const registry = this.registry;
+    return function create_stream(this: NodeRedis3Like, ...args: unknown[]) {
+      try {
+        registry.addNodeRedis3(this);
+      } catch (err) {
+        guard(err);
+      }
+      return original.apply(this, args);
+    };
+  }
+
+  /**
+   * node-redis 3: every command, whichever API sent it (commands, `send_command`, MULTI), goes
+   * through `internal_send_command` with its callback; one sent while the connection is not
+   * ready is queued and sent through here again once it is: timed once, from the first send.
+   * A command without a callback (fire and forget) is not timed: giving it one would change how
+   * node-redis reports its errors (an 'error' event without a callback).
+   */
+  private patchRedis3SendCommand(original: AnyFunction) {
+    const record = this.record;
+    return function internal_send_command(this: unknown, ...args: unknown[]) {
+      try {
+        const command = args[0] as
+          | { command?: unknown; callback?: unknown; [kTimed]?: boolean }
+          | undefined;
+        const callback = command?.callback;
+        if (command && typeof callback === 'function' && !command[kTimed]) {
+          command[kTimed] = true;
+          const start = performance.now();
+          const name = redisOperation(command.command);
+          command.callback = function timed(this: unknown, ...results: unknown[]) {
+            try {
+              record('redis', name, (performance.now() - start) / 1000);
+            } catch (err) {
+              guard(err);
+            }
+            return (callback as AnyFunction).apply(this, results);
+          };
+        }
+      } catch (err) {
+        guard(err);
+      }
+      return original.apply(this, args);
+    };
+  }
+
+  /**
+   * The clients of node-redis 4's isolation pool are `duplicate({ isolationPoolOptions:
+   * undefined })`s of the application's client, there to run blocking commands (BLPOP & co.):
+   * a PING on them would wait behind those. The application's client stands for them.
+   */
+  private patchRedis4Duplicate(original: AnyFunction) {
+    const registry = this.registry;
+    return function duplicate(this: unknown, ...args: unknown[]) {
+      const client = original.apply(this, args);
+      try {
+        const overrides = args[0];
+        if (
+          typeof overrides === 'object' &&
+          overrides !== null &&
+          Object.hasOwn(overrides, 'isolationPoolOptions') &&
+          (overrides as { isolationPoolOptions?: unknown }).isolationPoolOptions === undefined &&
+          typeof client === 'object' &&
+          client !== null
+        ) {
+          registry.ignore(client);
+        }
+      } catch (err) {
+        guard(err);
+      }
+      return client;
+    };
+  }
+
+  private patchRedis4Connect(original: AnyFunction) {
+    const registry = this.registry;
+    return function connect(this: NodeRedis4Like, ...args: unknown[]) {
+      try {
+        if (!registry.isOwn(this)) registry.addNodeRedis4(this);
+      } catch (err) {
+        guard(err);
+      }
+      return original.apply(this, args);
+    };
+  }
+
+  /**
+   * node-redis 4: every command of every client (commands, `sendCommand`, MULTI's, the isolated
+   * clients' of the isolation pool) enters its client's queue here, name first, and settles the
+   * promise returned. Timed from there, which includes a wait for the connection, as for ioredis.
+   */
+  private patchRedis4AddCommand(original: AnyFunction) {
+    const record = this.record;
+    return function addCommand(this: unknown, ...args: unknown[]) {
+      const start = performance.now();
+      const result = original.apply(this, args);
+      try {
+        const redisArgs = args[0] as readonly unknown[] | undefined;
+        const first = redisArgs?.[0];
+        const name = redisOperation(
+          typeof first === 'string' ? first : Buffer.isBuffer(first) ? first.toString() : first,
+        );
+        const finish = () => {
+          try {
+            record('redis', name, (performance.now() - start) / 1000);
+          } catch (err) {
+            guard(err);
+          }
+        };
+        (result as Promise<unknown> | undefined)?.then?.(finish, finish);
+      } catch (err) {
+        guard(err);
+      }
+      return result;
     };
   }
 

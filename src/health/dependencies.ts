@@ -1,16 +1,28 @@
 /**
  * The `database` (PostgreSQL and MySQL `SELECT 1`) and `redis` (PING) checks.
  *
- * Zero configuration first: the application's own pg and mysql2 pools and ioredis clients, as
- * the distro found them (ClientRegistry), so the check exercises the very connections the
- * service uses.
+ * Zero configuration first: the application's own pg and mysql2 pools and ioredis and
+ * node-redis clients, as the distro found them (ClientRegistry), so the check exercises the very
+ * connections the service uses. Databases the application reaches through standalone clients
+ * (Sequelize's and Knex's own pools of `pg.Client`s or mysql2 connections) get one short
+ * connection of the distro's own, opened with the application's driver and the client's
+ * settings: pinging one of the application's connections could land inside a transaction it
+ * holds, or queue behind its statement.
  * Otherwise the connection settings in the environment (DATABASE_URL / PG*, REDIS_URL), with the
  * application's own `pg` / `ioredis` packages: the distro does not ship database drivers. With
  * neither, the check is absent from the report rather than failing.
  */
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import type { ClientRegistry, MysqlPoolLike, PgPoolLike, RedisClientLike } from '../db/clients';
+import type {
+  ClientRegistry,
+  ConnectionTarget,
+  MysqlPoolLike,
+  NodeRedis3Like,
+  NodeRedis4Like,
+  PgPoolLike,
+  RedisClientLike,
+} from '../db/clients';
 import { describeError } from './runner';
 import type { CheckOutcome } from './types';
 
@@ -111,6 +123,86 @@ function redisModule(load: ModuleLoader): RedisConstructor | undefined {
   return typeof candidate === 'function' ? (candidate as RedisConstructor) : undefined;
 }
 
+interface OwnPgClient {
+  connect(): Promise<void>;
+  query(text: string): Promise<unknown>;
+  end(): Promise<void>;
+  on(event: 'error', listener: (err: Error) => void): void;
+  connection?: { stream?: { unref?: () => void } };
+}
+
+interface OwnMysqlConnection {
+  query(sql: string, callback: (err: Error | null) => void): unknown;
+  destroy(): void;
+  on(event: 'error', listener: (err: Error) => void): void;
+  stream?: { unref?: () => void };
+}
+
+/**
+ * `SELECT 1` on a connection of the distro's own to a database the application reaches through
+ * standalone clients, opened with the application's driver class and the client's settings, and
+ * closed at once. Rejects within `timeoutMs` whatever the driver does.
+ */
+async function pingTarget(
+  clients: ClientRegistry,
+  target: ConnectionTarget,
+  timeoutMs: number,
+): Promise<void> {
+  let close: () => void = () => {};
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+  });
+  const ping = async () => {
+    if (target.system === 'postgresql') {
+      const Client = target.driver as unknown as new (config: object) => OwnPgClient;
+      const client = new Client({
+        ...target.config,
+        connectionTimeoutMillis: timeoutMs,
+        query_timeout: timeoutMs,
+        application_name: 'datalab-otel-health',
+      });
+      clients.ignore(client);
+      client.on('error', () => {});
+      client.connection?.stream?.unref?.();
+      close = () => {
+        client.end().catch(() => {});
+      };
+      await client.connect();
+      await client.query('SELECT 1');
+    } else {
+      const Connection = target.driver as unknown as new (opts: object) => OwnMysqlConnection;
+      // The application's ConnectionConfig, with our timeout: a copy, never the original.
+      const source = target.config;
+      const config = Object.assign(Object.create(Object.getPrototypeOf(source)), source, {
+        connectTimeout: timeoutMs,
+      });
+      // Ignored by its config: the handshake, which registers connections, runs in the constructor.
+      clients.ignore(config);
+      const connection = new Connection({ config });
+      connection.on('error', () => {});
+      close = () => connection.destroy();
+      await new Promise<void>((resolve, reject) => {
+        connection.query('SELECT 1', (err) => (err ? reject(err) : resolve()));
+      });
+    }
+  };
+  const pinging = ping();
+  // Past the deadline nobody waits for it: its late failure must not be an unhandled rejection.
+  pinging.catch(() => {});
+  try {
+    await Promise.race([pinging, deadline]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
 /** mysql2's core pools answer with a callback; `SELECT 1` like pg's, on a pooled connection. */
 function pingMysqlPool(pool: MysqlPoolLike): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -127,7 +219,12 @@ export interface DependencyCheckOptions {
 }
 
 /** One short-lived connection from the environment's settings; nothing is left open. */
-async function pingPostgresFromEnv(pg: PgModule, env: Env, timeoutMs: number): Promise<void> {
+async function pingPostgresFromEnv(
+  pg: PgModule,
+  env: Env,
+  timeoutMs: number,
+  clients: ClientRegistry,
+): Promise<void> {
   const config: Record<string, unknown> = {
     connectionTimeoutMillis: timeoutMs,
     query_timeout: timeoutMs,
@@ -136,6 +233,8 @@ async function pingPostgresFromEnv(pg: PgModule, env: Env, timeoutMs: number): P
   // Without DATABASE_URL, pg reads PGHOST, PGUSER… itself.
   if (nonEmpty(env.DATABASE_URL)) config.connectionString = env.DATABASE_URL;
   const client = new pg.Client(config);
+  // Not the application's: neither counted nor remembered as one of its databases.
+  clients.ignore(client);
   // An error event with no listener would crash the application.
   client.on('error', () => {});
   client.connection?.stream?.unref?.();
@@ -217,22 +316,27 @@ export function databaseCheck(options: DependencyCheckOptions): {
     applies: () =>
       livePools(clients).length > 0 ||
       clients.mysqlPools().length > 0 ||
+      clients.connectionTargets().length > 0 ||
       (postgresConfigured(env) && pgModule(load) !== undefined),
     check: async () => {
       const pools = livePools(clients);
       const mysqlPools = clients.mysqlPools();
-      const count = pools.length + mysqlPools.length;
+      const targets = clients.connectionTargets();
+      const count = pools.length + mysqlPools.length + targets.length;
       const source = count > 0 ? 'application' : 'environment';
+      const pg = pools.length + targets.filter((t) => t.system === 'postgresql').length;
+      const mysql = mysqlPools.length + targets.filter((t) => t.system === 'mysql').length;
       try {
         if (count > 0) {
           await Promise.all([
             ...pools.map((pool) => pool.query('SELECT 1')),
             ...mysqlPools.map(pingMysqlPool),
+            ...targets.map((target) => pingTarget(clients, target, timeoutMs)),
           ]);
         } else {
           const pg = pgModule(load);
           if (!pg) throw new Error('the pg package is not installed');
-          await pingPostgresFromEnv(pg, env, timeoutMs);
+          await pingPostgresFromEnv(pg, env, timeoutMs, clients);
         }
         const outcome: CheckOutcome = {
           status: 'healthy',
@@ -240,7 +344,7 @@ export function databaseCheck(options: DependencyCheckOptions): {
           source,
         };
         if (count > 1) outcome.pools = count;
-        if (mysqlPools.length > 0) outcome.systems = systems(pools, mysqlPools);
+        if (mysql > 0) outcome.systems = systems(pg, mysql);
         return outcome;
       } catch (err) {
         const outcome: CheckOutcome = {
@@ -248,7 +352,7 @@ export function databaseCheck(options: DependencyCheckOptions): {
           message: `Database connection failed: ${describeError(err)}`,
           source,
         };
-        if (mysqlPools.length > 0) outcome.systems = systems(pools, mysqlPools);
+        if (mysql > 0) outcome.systems = systems(pg, mysql);
         return outcome;
       }
     },
@@ -256,8 +360,8 @@ export function databaseCheck(options: DependencyCheckOptions): {
 }
 
 /** Which database systems the check pinged, as `db_system` names them; only when MySQL is one. */
-function systems(pg: readonly unknown[], mysql: readonly unknown[]): string[] {
-  return pg.length > 0 && mysql.length > 0 ? ['postgresql', 'mysql'] : ['mysql'];
+function systems(pg: number, mysql: number): string[] {
+  return pg > 0 && mysql > 0 ? ['postgresql', 'mysql'] : ['mysql'];
 }
 
 const BLOCKING_COMMANDS = new Set([
@@ -290,6 +394,61 @@ export function isBlocked(client: RedisClientLike): boolean {
 /** ioredis states from which a connection may still become ready without a reconnection. */
 const CONNECTING_STATES = new Set(['wait', 'connecting', 'connect']);
 
+/** Whether a node-redis 3 client has a blocking command in flight. */
+function isBlocked3(client: NodeRedis3Like): boolean {
+  const queue = client.command_queue;
+  const items = typeof queue?.toArray === 'function' ? queue.toArray() : [];
+  return items.some(
+    (item) => typeof item.command === 'string' && BLOCKING_COMMANDS.has(item.command.toLowerCase()),
+  );
+}
+
+/**
+ * A client the check can ping, whatever its library: `ping` rejects at once when the client is
+ * not connected (a PING would wait in its offline queue for the whole timeout).
+ */
+interface Pingable {
+  ping(): Promise<unknown>;
+}
+
+function nodeRedis3Pingable(client: NodeRedis3Like): Pingable {
+  return {
+    ping: () =>
+      new Promise((resolve, reject) => {
+        if (!client.ready) {
+          reject(new Error('connection is not ready'));
+          return;
+        }
+        client.ping((err) => (err ? reject(err) : resolve(undefined)));
+      }),
+  };
+}
+
+function nodeRedis4Pingable(client: NodeRedis4Like): Pingable {
+  return {
+    ping: () =>
+      client.isReady
+        ? // In legacy mode the client's own methods take callbacks; `v4` has the promise ones
+          // (and throws when read outside legacy mode).
+          (client.options?.legacyMode === true && client.v4 ? client.v4 : client).ping()
+        : Promise.reject(new Error('connection is not ready')),
+  };
+}
+
+/** The application's node-redis clients worth a PING: not quit, not waiting in a blocking command. */
+function nodeRedisTargets(clients: ClientRegistry): { live: number; open: Pingable[] } {
+  // `closing` (3) / not `isOpen` (4): the application quit the client.
+  const v3 = clients.nodeRedis3Clients().filter((client) => !client.closing);
+  const v4 = clients.nodeRedis4Clients().filter((client) => client.isOpen);
+  return {
+    live: v3.length + v4.length,
+    open: [
+      ...v3.filter((client) => !isBlocked3(client)).map(nodeRedis3Pingable),
+      ...v4.map(nodeRedis4Pingable),
+    ],
+  };
+}
+
 export function redisCheck(options: DependencyCheckOptions): {
   applies: () => boolean;
   check: () => Promise<CheckOutcome>;
@@ -298,31 +457,39 @@ export function redisCheck(options: DependencyCheckOptions): {
   return {
     applies: () =>
       appRedisClients(clients).length > 0 ||
+      clients.nodeRedis3Clients().length > 0 ||
+      clients.nodeRedis4Clients().length > 0 ||
       (redisConfigured(env) && redisModule(load) !== undefined),
     check: async () => {
-      const all = appRedisClients(clients);
+      const ioredis = appRedisClients(clients);
+      const nodeRedis = nodeRedisTargets(clients);
+      const all =
+        ioredis.length + clients.nodeRedis3Clients().length + clients.nodeRedis4Clients().length;
       // A client the application quit is not its connection any more.
-      const live = all.filter((client) => client.status !== 'end');
+      const liveIoredis = ioredis.filter((client) => client.status !== 'end');
+      const live = liveIoredis.length + nodeRedis.live;
       // A connection waiting in BRPOP & co. (job queues keep one) answers PING only after the
       // blocking command returns: pinging it would time out on a healthy Redis.
-      const open = live.filter((client) => !isBlocked(client));
-      if (live.length > 0 && open.length === 0) {
+      const openIoredis = liveIoredis.filter((client) => !isBlocked(client));
+      const open = openIoredis.length + nodeRedis.open.length;
+      if (live > 0 && open === 0) {
         return {
           status: 'healthy',
           message: 'Redis connections are all waiting in blocking commands; not pinged',
           source: 'application',
         };
       }
-      const fromEnv = open.length === 0 && redisConfigured(env);
-      const source = fromEnv || all.length === 0 ? 'environment' : 'application';
+      const fromEnv = open === 0 && redisConfigured(env);
+      const source = fromEnv || all === 0 ? 'environment' : 'application';
       try {
-        if (open.length > 0) {
-          await Promise.all(
-            open.map(async (client) => {
+        if (open > 0) {
+          await Promise.all([
+            ...openIoredis.map(async (client) => {
               await connected(client, timeoutMs);
               await client.ping();
             }),
-          );
+            ...nodeRedis.open.map((client) => client.ping()),
+          ]);
         } else if (fromEnv) {
           const Redis = redisModule(load);
           if (!Redis) throw new Error('the ioredis package is not installed');

@@ -1,6 +1,7 @@
 /**
- * Database metrics (SPEC §3): connections checked out of the application's pg and mysql2 pools,
- * and the latency of every PostgreSQL and MySQL query and Redis command in one histogram family.
+ * Database metrics (SPEC §3): connections in use in the application's pg and mysql2 pools (its
+ * own or an ORM's), and the latency of every PostgreSQL and MySQL query and Redis command (ioredis,
+ * node-redis 3 and 4) in one histogram family.
  */
 import type { Attributes, Meter } from '@opentelemetry/api';
 import type { ClientRegistry, OperationRecorder } from '../db/clients';
@@ -30,7 +31,7 @@ export function createDbMetrics(
   meter
     .createObservableGauge('database_connections_active', {
       description:
-        'Database connections checked out of the application pg and mysql2 pools, all pools.',
+        'Database connections in use: checked out of the application pg and mysql2 pools, or running a statement (or, for pg, in a transaction) on a connection an ORM pools itself.',
     })
     .addCallback((result) => result.observe(registry.checkedOutConnections(), serviceAttributes));
 

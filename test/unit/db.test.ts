@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import {
   ClientRegistry,
+  type MysqlConnectionLike,
   type MysqlPoolLike,
+  type PgClientLike,
   type PgPoolLike,
   redisOperation,
 } from '../../src/db/clients';
@@ -174,5 +176,122 @@ describe('ClientRegistry', () => {
     registry.addMysqlPool({ query: () => undefined });
     assert.equal(registry.mysqlPools().length, 3);
     assert.equal(registry.checkedOutConnections(), 1 + 4);
+  });
+
+  /** A pg 8.12+ `Client` in a given state, as Sequelize and Knex pool them. */
+  function pgClient(state: Partial<Record<keyof PgClientLike, unknown>> = {}): PgClientLike {
+    return {
+      connectionParameters: { host: '127.0.0.1', port: 5432, user: 'app', database: 'orders' },
+      _activeQuery: null,
+      _queryQueue: [],
+      _txStatus: 'I',
+      _ending: false,
+      ...state,
+    } as PgClientLike;
+  }
+  class Client {}
+
+  it('counts standalone pg clients running, queueing or in a transaction, not idle or ending ones', () => {
+    const registry = new ClientRegistry();
+    const clients = [
+      pgClient({ _activeQuery: {} }),
+      pgClient({ _queryQueue: [{}] }),
+      pgClient({ _txStatus: 'T' }),
+      pgClient({ _txStatus: 'E' }),
+      pgClient(),
+      pgClient({ _activeQuery: {}, _ending: true }),
+    ];
+    for (const client of clients) registry.addPgClient(client, Client);
+    registry.addPgClient(clients[0] as PgClientLike, Client);
+    assert.equal(registry.checkedOutConnections(), 4);
+    (clients[0] as { _activeQuery: unknown })._activeQuery = null;
+    assert.equal(registry.checkedOutConnections(), 3, 'read at collection time');
+  });
+
+  it('reads the pre-8.12 pg names without touching the deprecated getters of later releases', () => {
+    const registry = new ClientRegistry();
+    registry.addPgClient({ activeQuery: {}, queryQueue: [] }, Client);
+    registry.addPgClient({ activeQuery: null, queryQueue: [{}] }, Client);
+    registry.addPgClient({ activeQuery: null, queryQueue: [] }, Client);
+    const modern = pgClient();
+    Object.defineProperty(modern, 'activeQuery', {
+      get: () => assert.fail('deprecated getter read'),
+    });
+    registry.addPgClient(modern, Client);
+    assert.equal(registry.checkedOutConnections(), 2);
+  });
+
+  it("counts a pg Pool's clients through the pool only, and never the distro's own", () => {
+    const registry = new ClientRegistry();
+    const member = pgClient({ _activeQuery: {} });
+    const pool = { totalCount: 1, idleCount: 0, query: async () => undefined, _clients: [member] };
+    registry.addPool(pool);
+    registry.addPgClient(member, Client);
+    const own = pgClient({ _activeQuery: {} });
+    registry.ignore(own);
+    registry.addPgClient(own, Client);
+    assert.equal(registry.checkedOutConnections(), 1);
+    assert.deepEqual(registry.connectionTargets(), [], 'no target learnt from either');
+  });
+
+  it('remembers each database of standalone clients once, with the driver and settings to reach it', () => {
+    const registry = new ClientRegistry();
+    registry.addPgClient(pgClient(), Client);
+    registry.addPgClient(pgClient(), Client);
+    registry.addPgClient(
+      pgClient({ connectionParameters: { host: 'db2', port: 5432, user: 'app', database: 'x' } }),
+      Client,
+    );
+    const targets = registry.connectionTargets();
+    assert.equal(targets.length, 2);
+    assert.equal(targets[0]?.system, 'postgresql');
+    assert.equal(targets[0]?.driver, Client);
+    assert.equal(targets[0]?.config.database, 'orders');
+    for (let i = 0; i < 40; i++) {
+      registry.addPgClient(
+        pgClient({ connectionParameters: { host: `h${i}`, port: 1, user: 'u', database: 'd' } }),
+        Client,
+      );
+    }
+    assert.equal(registry.connectionTargets().length, 16, 'bounded');
+  });
+
+  it('counts standalone mysql2 connections with a command, not closing or broken ones', () => {
+    const registry = new ClientRegistry();
+    const connection = (state: Partial<MysqlConnectionLike>): MysqlConnectionLike => ({
+      config: { host: '127.0.0.1', port: 3306, user: 'root', database: 'app' },
+      _commands: { length: 0 },
+      ...state,
+    });
+    for (const c of [
+      connection({ _command: {} }),
+      connection({ _commands: { length: 2 } }),
+      connection({}),
+      connection({ _command: {}, _closing: true }),
+      connection({ _command: {}, _fatalError: new Error('gone') }),
+    ]) {
+      registry.addMysqlConnection(c, Client);
+    }
+    assert.equal(registry.checkedOutConnections(), 2);
+    assert.equal(registry.connectionTargets().length, 1);
+  });
+
+  it("checks an ended mysql2 pool's database over a connection of its own, an open pool's through the pool", () => {
+    const registry = new ClientRegistry();
+    const connectionConfig = { host: '127.0.0.1', port: 3306, user: 'root', database: 'app' };
+    const pool: MysqlPoolLike & { _closed: boolean } = {
+      config: { connectionConfig },
+      _allConnections: { length: 0 },
+      _freeConnections: { length: 0 },
+      _closed: false,
+      query: () => undefined,
+    };
+    registry.addMysqlPool(pool, Client);
+    assert.deepEqual(registry.connectionTargets(), []);
+    pool._closed = true;
+    assert.deepEqual(
+      registry.connectionTargets().map((t) => [t.system, t.config]),
+      [['mysql', connectionConfig]],
+    );
   });
 });
