@@ -179,9 +179,10 @@ export const DB_CLIENTS: readonly DbClient[] = [
   },
   {
     module: 'redis',
-    products: [],
-    without:
-      'no db_client_operation_duration_seconds, no redis health check (the distro times and pings ioredis clients only)',
+    products: [
+      { what: 'db_client_operation_duration_seconds' },
+      { what: 'redis health check (PING on its clients)', check: 'redis' },
+    ],
     through: ['@redis/client', '@node-redis/client'],
   },
   { module: '@redis/client', products: [], partOf: 'redis' },
@@ -451,6 +452,7 @@ function dbLine(input: LibraryInput, client: DbClient, p: InstalledPackage): DbL
   let spans = spansOf(input, client.module, p.version);
   let via = '';
   let viaVersion: string | undefined;
+  let viaModule: string | undefined;
   if (spans.kind !== 'on' && spans.kind !== 'off' && client.through !== undefined) {
     // node-redis 4+: the instrumentation hooks the client package `redis` re-exports.
     for (const inner of client.through) {
@@ -460,16 +462,19 @@ function dbLine(input: LibraryInput, client: DbClient, p: InstalledPackage): DbL
           spans = s;
           via = ` through ${c.name} ${c.version}`;
           viaVersion = c.version;
+          viaModule = inner;
         }
       }
     }
   }
-  const ours = input.settings.dbClients.filter((m) => m.name === client.module);
+  // node-redis 4: the distro's own hooks, like the instrumentation, patch the inner client.
+  const hooked = viaModule ?? client.module;
+  const ours = input.settings.dbClients.filter((m) => m.name === hooked);
   const patched =
     ours.length > 0 &&
     supports(
       ours.flatMap((m) => m.supportedVersions),
-      p.version,
+      viaVersion ?? p.version,
     );
   const parts: string[] = [];
   const missing: string[] = [];
@@ -489,7 +494,9 @@ function dbLine(input: LibraryInput, client: DbClient, p: InstalledPackage): DbL
   }
   if (client.products.length > 0 && !patched) {
     const ranges = ours.flatMap((m) => m.supportedVersions).join(' || ') || 'none';
-    missing.push(`no metrics or health check: version ${p.version} outside ${ranges}`);
+    missing.push(
+      `no metrics or health check: version ${viaVersion ?? p.version} of ${hooked} outside ${ranges}`,
+    );
   }
   if (client.without !== undefined) missing.push(client.without);
   const instrumented = spans.kind === 'on' || spans.kind === 'off' || products > 0;

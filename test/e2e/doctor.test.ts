@@ -219,7 +219,7 @@ describe('datalab-otel doctor in real applications', function () {
     const report = await doctor(app, env);
     assert.equal(report.code, 0, report.out);
     assert.deepEqual(group(report, 'Databases'), [
-      `ok    redis ${version(app, 'redis')}: spans (redis); no db_client_operation_duration_seconds, no redis health check (the distro times and pings ioredis clients only)`,
+      `ok    redis ${version(app, 'redis')}: spans (redis), db_client_operation_duration_seconds, redis health check (PING on its clients)`,
     ]);
     assert.ok(!/^(FAIL|warn)/m.test(report.out), report.out);
   });
@@ -229,7 +229,7 @@ describe('datalab-otel doctor in real applications', function () {
     const report = await doctor(app, env);
     assert.equal(report.code, 0, report.out);
     assert.deepEqual(group(report, 'Databases'), [
-      `ok    redis ${version(app, 'redis')}: spans (redis) through @redis/client ${version(app, '@redis/client')}; no db_client_operation_duration_seconds, no redis health check (the distro times and pings ioredis clients only)`,
+      `ok    redis ${version(app, 'redis')}: spans (redis) through @redis/client ${version(app, '@redis/client')}, db_client_operation_duration_seconds, redis health check (PING on its clients)`,
     ]);
   });
 

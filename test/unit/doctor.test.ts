@@ -144,7 +144,15 @@ describe('doctor: every instrumentation of the list can be read', () => {
   });
   it('the distro’s own database hooks give their ranges', () => {
     const names = dbClientSupport().map((m) => m.name);
-    assert.deepEqual(names.sort(), ['ioredis', 'mysql2', 'pg', 'pg-pool']);
+    assert.deepEqual(names.sort(), [
+      '@node-redis/client',
+      '@redis/client',
+      'ioredis',
+      'mysql2',
+      'pg',
+      'pg-pool',
+      'redis',
+    ]);
   });
   it('a package that is not there reads as unknown, not as a crash', () => {
     assert.equal(moduleSupportOf('@opentelemetry/instrumentation-does-not-exist'), undefined);
@@ -229,11 +237,11 @@ describe('doctor: frameworks and their route source', () => {
 });
 
 describe('doctor: database clients', () => {
-  it('the redis 3 client gets spans: no false failure', () => {
+  it('the redis 3 client gets spans, durations and the health check: no false failure', () => {
     const f = run([pkg('redis', '3.1.2')]);
     assert.equal(
       line(f, 'redis'),
-      'ok    redis 3.1.2: spans (redis); no db_client_operation_duration_seconds, no redis health check (the distro times and pings ioredis clients only)',
+      'ok    redis 3.1.2: spans (redis), db_client_operation_duration_seconds, redis health check (PING on its clients)',
     );
     assert.equal(exitCode(f), 0);
   });
@@ -245,7 +253,7 @@ describe('doctor: database clients', () => {
     ]);
     assert.match(
       line(f, 'redis'),
-      /^ok {4}redis 4\.7\.1: spans \(redis\) through @redis\/client 1\.6\.1; /,
+      /^ok {4}redis 4\.7\.1: spans \(redis\) through @redis\/client 1\.6\.1, db_client_operation_duration_seconds, redis health check \(PING on its clients\)$/,
     );
     assert.ok(!f.some((x) => x.library === '@redis/client'));
   });
@@ -292,7 +300,7 @@ describe('doctor: database clients', () => {
     const redisOff = run([pkg('redis', '3.1.2')], { settings: { tracing: false } });
     assert.match(
       line(redisOff, 'redis'),
-      /^off {3}redis 3\.1\.2: spans off: OTEL_TRACES_EXPORTER=none; /,
+      /^ok {4}redis 3\.1\.2: db_client_operation_duration_seconds, redis health check \(PING on its clients\); spans off: OTEL_TRACES_EXPORTER=none$/,
     );
   });
 
@@ -300,7 +308,7 @@ describe('doctor: database clients', () => {
     const f = run([pkg('mysql2', '1.2.0')]);
     assert.equal(
       line(f, 'mysql2'),
-      'warn  mysql2 1.2.0: no spans: version 1.2.0 outside >=1.4.2 <4 (mysql2); no metrics or health check: version 1.2.0 outside >=3 <4',
+      'warn  mysql2 1.2.0: no spans: version 1.2.0 outside >=1.4.2 <4 (mysql2); no metrics or health check: version 1.2.0 of mysql2 outside >=3 <4',
     );
     assert.equal(exitCode(f), 0);
   });
