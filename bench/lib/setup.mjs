@@ -21,8 +21,8 @@ export const SERVERS = {
 };
 
 const STOCK_REGISTER = '@opentelemetry/auto-instrumentations-node/register';
-// Every instrumentation the distro ships, the default-off ones included (`npm run bench` builds
-// dist/ first).
+// Every instrumentation the distro ships, the default-off ones (fs, host-metrics) included.
+// `npm run bench` builds dist/ first.
 const EVERY_INSTRUMENTATION = createRequire(import.meta.url)(
   join(ROOT, 'dist', 'src', 'config', 'types.js'),
 ).INSTRUMENTATION_NAMES.join(',');
@@ -78,7 +78,8 @@ export const CONFIGS = {
     startupOnly: true,
   },
   // Start-up only: every instrumentation enabled against http alone. Library instrumentations
-  // load with their library, so under `node -e 0` (which loads none) the two should start alike.
+  // load with their library, so under `node -e 0` (which loads none) the difference is what is
+  // not a library's: host-metrics' gauges (and its `systeminformation`), loaded when enabled.
   'datalab-every': {
     title: '@datalab/otel with every instrumentation enabled',
     args: () => ['--import', '@datalab/otel/register'],

@@ -10,9 +10,11 @@ import { BENCH, baseEnv, CONFIGS, configsFor, ROOT, SERVERS } from './setup.mjs'
 
 // `node -e 0`, plus an exit hook that reports the peak RSS (getrusage ru_maxrss, in KiB, covers
 // every thread, the ESM loader-hooks thread included), how many CommonJS modules were loaded and
-// how many of them are instrumentation packages' (`@opentelemetry/instrumentation-*`).
+// which instrumentation packages (`@opentelemetry/instrumentation-*`) among them. It writes with
+// process.stdout (synchronous for pipes on Linux), not fs: requiring fs would load the fs
+// instrumentation, when it is on, inside the measurement.
 const PROGRAM =
-  "process.on('exit',()=>{const m=Object.keys(require.cache);const i=new Set(m.map(f=>/@opentelemetry[\\\\/]instrumentation-([^\\\\/]+)/.exec(f)?.[1]).filter(Boolean));require('fs').writeSync(1,JSON.stringify({maxRssKiB:process.resourceUsage().maxRSS,modules:m.length,instrumentations:[...i].sort().join(',')})+'\\n')})";
+  "process.on('exit',()=>{const m=Object.keys(require.cache);const i=new Set(m.map(f=>/@opentelemetry[\\\\/]instrumentation-([^\\\\/]+)/.exec(f)?.[1]).filter(Boolean));process.stdout.write(JSON.stringify({maxRssKiB:process.resourceUsage().maxRSS,modules:m.length,instrumentations:[...i].sort().join(',')})+'\\n')})";
 
 export const STARTUP_VARIANTS = {
   'node -e 0': 'none',
