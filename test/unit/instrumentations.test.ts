@@ -105,4 +105,29 @@ describe('instrumentations: the set of auto-instrumentations-node', () => {
       'undici',
     ]);
   });
+
+  it('docs/configuration.md lists every one with its package, default and metrics-only loading', () => {
+    const doc = readFileSync(join(__dirname, '../../../docs/configuration.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## Instrumentations'));
+    const rows = [
+      ...section.matchAll(/^\| `([a-z0-9.-]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \| (yes|no) \|/gm),
+    ];
+    assert.deepEqual(
+      rows.map((r) => r[1]),
+      INSTRUMENTATION_TABLE.map((i) => i.name),
+    );
+    for (const [, name, pkg, modules, defaultText, metricsOnly] of rows) {
+      const info = INSTRUMENTATION_TABLE.find((i) => i.name === name);
+      assert.ok(info);
+      const expectedPkg = info.package.startsWith('./') ? 'the distro' : `\`${info.package}\``;
+      assert.equal(pkg, expectedPkg, name);
+      const expectedModules =
+        info.modules.length === 0
+          ? 'start-up'
+          : [...new Set(info.modules)].map((m) => `\`${m}\``).join(', ');
+      assert.equal(modules, expectedModules, name);
+      assert.equal(defaultText, info.defaultOn ? 'on' : '**off**', name);
+      assert.equal(metricsOnly, info.spansOnly ? 'no' : 'yes', name);
+    }
+  });
 });
