@@ -1,6 +1,8 @@
 /**
- * The instrumentations the distro ships, each loaded only when enabled: requiring all of
- * auto-instrumentations-node costs ~0.5 s of start-up for ~40 packages when six are used.
+ * The instrumentations the distro ships (every one of auto-instrumentations-node, under its short
+ * names), each loaded only when enabled and, for a library, only when the application loads that
+ * library: requiring all of auto-instrumentations-node costs ~0.5 s of start-up for ~40 packages
+ * when a handful are used.
  */
 import {
   type Instrumentation,
@@ -9,6 +11,7 @@ import {
 } from '@opentelemetry/instrumentation';
 import { withDistroApi } from './api-copy';
 import type { Config, InstrumentationName } from './config';
+import { DEFAULT_OFF_INSTRUMENTATIONS, INSTRUMENTATION_NAMES } from './config/types';
 import { createMysql2Instrumentation } from './db/mysql2';
 import { redisStatement } from './db/redis';
 import { sanitizeSql } from './db/sql';
@@ -33,27 +36,134 @@ type Factory = (config: Config, hooks: InstrumentationHooks) => Instrumentation;
  * order (test/unit/instrumentations.test.ts keeps them in step).
  */
 export const DEFERRED_MODULES: Partial<Record<InstrumentationName, readonly string[]>> = {
+  amqplib: ['amqplib'],
+  'aws-sdk': [
+    '@aws-sdk/middleware-stack',
+    '@smithy/middleware-stack',
+    '@smithy/core',
+    '@aws-sdk/smithy-client',
+    '@smithy/smithy-client',
+  ],
+  bunyan: ['bunyan'],
+  'cassandra-driver': ['cassandra-driver'],
+  connect: ['connect'],
+  cucumber: ['@cucumber/cucumber'],
+  dataloader: ['dataloader'],
+  dns: ['dns', 'dns/promises'],
   express: ['express'],
-  pg: ['pg', 'pg-pool'],
-  mysql2: ['mysql2'],
+  fs: ['fs', 'fs/promises'],
+  'generic-pool': ['generic-pool', 'generic-pool', 'generic-pool'],
+  graphql: ['graphql'],
+  grpc: ['@grpc/grpc-js'],
+  hapi: ['@hapi/hapi'],
   ioredis: ['ioredis'],
-  redis: ['redis', '@redis/client', '@node-redis/client'],
-  winston: ['winston', 'winston'],
+  kafkajs: ['kafkajs'],
+  knex: ['knex'],
+  koa: ['koa'],
+  'lru-memoizer': ['lru-memoizer'],
+  memcached: ['memcached'],
+  mongodb: ['mongodb', 'mongodb'],
+  mongoose: ['mongoose'],
+  mysql: ['mysql'],
+  mysql2: ['mysql2'],
+  'nestjs-core': ['@nestjs/core'],
+  net: ['net'],
+  openai: ['openai'],
+  oracledb: ['oracledb'],
+  pg: ['pg', 'pg-pool'],
   pino: ['pino'],
+  redis: ['redis', '@redis/client', '@node-redis/client'],
+  restify: ['restify'],
+  router: ['router'],
+  'socket.io': ['socket.io', 'socket.io'],
+  tedious: ['tedious'],
+  winston: ['winston', 'winston'],
 };
 
-// runtime-node is the distro's own (metrics/runtime.ts). Exported for `datalab-otel doctor`.
-export const PACKAGES: Record<Exclude<InstrumentationName, 'runtime-node'>, string> = {
-  http: '@opentelemetry/instrumentation-http',
-  undici: '@opentelemetry/instrumentation-undici',
+/** Where each instrumentation comes from: its package, or the distro's own module (also read by
+ * `datalab-otel doctor`). */
+export const PACKAGES: Record<InstrumentationName, string> = {
+  amqplib: '@opentelemetry/instrumentation-amqplib',
+  'aws-lambda': '@opentelemetry/instrumentation-aws-lambda',
+  'aws-sdk': '@opentelemetry/instrumentation-aws-sdk',
+  bunyan: '@opentelemetry/instrumentation-bunyan',
+  'cassandra-driver': '@opentelemetry/instrumentation-cassandra-driver',
+  connect: '@opentelemetry/instrumentation-connect',
+  cucumber: '@opentelemetry/instrumentation-cucumber',
+  dataloader: '@opentelemetry/instrumentation-dataloader',
+  dns: '@opentelemetry/instrumentation-dns',
   express: '@opentelemetry/instrumentation-express',
-  pg: '@opentelemetry/instrumentation-pg',
-  mysql2: '@opentelemetry/instrumentation-mysql2',
+  fs: '@opentelemetry/instrumentation-fs',
+  'generic-pool': '@opentelemetry/instrumentation-generic-pool',
+  graphql: '@opentelemetry/instrumentation-graphql',
+  grpc: '@opentelemetry/instrumentation-grpc',
+  hapi: '@opentelemetry/instrumentation-hapi',
+  'host-metrics': '@opentelemetry/instrumentation-host-metrics',
+  http: '@opentelemetry/instrumentation-http',
   ioredis: '@opentelemetry/instrumentation-ioredis',
-  redis: '@opentelemetry/instrumentation-redis',
-  winston: '@opentelemetry/instrumentation-winston',
+  kafkajs: '@opentelemetry/instrumentation-kafkajs',
+  knex: '@opentelemetry/instrumentation-knex',
+  koa: '@opentelemetry/instrumentation-koa',
+  'lru-memoizer': '@opentelemetry/instrumentation-lru-memoizer',
+  memcached: '@opentelemetry/instrumentation-memcached',
+  mongodb: '@opentelemetry/instrumentation-mongodb',
+  mongoose: '@opentelemetry/instrumentation-mongoose',
+  mysql: '@opentelemetry/instrumentation-mysql',
+  mysql2: '@opentelemetry/instrumentation-mysql2',
+  'nestjs-core': '@opentelemetry/instrumentation-nestjs-core',
+  net: '@opentelemetry/instrumentation-net',
+  openai: '@opentelemetry/instrumentation-openai',
+  oracledb: '@opentelemetry/instrumentation-oracledb',
+  pg: '@opentelemetry/instrumentation-pg',
   // The distro's own (logging/pino.ts): no package to install.
   pino: './logging/pino',
+  redis: '@opentelemetry/instrumentation-redis',
+  restify: '@opentelemetry/instrumentation-restify',
+  router: '@opentelemetry/instrumentation-router',
+  // The distro's own (metrics/runtime.ts).
+  'runtime-node': './metrics/runtime',
+  'socket.io': '@opentelemetry/instrumentation-socket.io',
+  tedious: '@opentelemetry/instrumentation-tedious',
+  undici: '@opentelemetry/instrumentation-undici',
+  winston: '@opentelemetry/instrumentation-winston',
+};
+
+/**
+ * The upstream class of each instrumentation the distro builds as upstream does (its own
+ * options aside); the others have their own factory below.
+ */
+export const UPSTREAM_CLASSES: Partial<Record<InstrumentationName, string>> = {
+  amqplib: 'AmqplibInstrumentation',
+  'aws-lambda': 'AwsLambdaInstrumentation',
+  'aws-sdk': 'AwsInstrumentation',
+  bunyan: 'BunyanInstrumentation',
+  'cassandra-driver': 'CassandraDriverInstrumentation',
+  connect: 'ConnectInstrumentation',
+  cucumber: 'CucumberInstrumentation',
+  dataloader: 'DataloaderInstrumentation',
+  dns: 'DnsInstrumentation',
+  fs: 'FsInstrumentation',
+  'generic-pool': 'GenericPoolInstrumentation',
+  graphql: 'GraphQLInstrumentation',
+  grpc: 'GrpcInstrumentation',
+  hapi: 'HapiInstrumentation',
+  'host-metrics': 'HostMetricsInstrumentation',
+  kafkajs: 'KafkaJsInstrumentation',
+  knex: 'KnexInstrumentation',
+  koa: 'KoaInstrumentation',
+  'lru-memoizer': 'LruMemoizerInstrumentation',
+  memcached: 'MemcachedInstrumentation',
+  mongodb: 'MongoDBInstrumentation',
+  mongoose: 'MongooseInstrumentation',
+  mysql: 'MySQLInstrumentation',
+  'nestjs-core': 'NestInstrumentation',
+  net: 'NetInstrumentation',
+  openai: 'OpenAIInstrumentation',
+  oracledb: 'OracleInstrumentation',
+  restify: 'RestifyInstrumentation',
+  router: 'RouterInstrumentation',
+  'socket.io': 'SocketIoInstrumentation',
+  tedious: 'TediousInstrumentation',
 };
 
 type Definition = InstrumentationModuleDefinition;
@@ -71,7 +181,8 @@ function deferredInstrumentation(
   create: () => Instrumentation,
 ): Instrumentation {
   // A missing package still fails at start-up, with the usual warning.
-  if (name !== 'runtime-node') require.resolve(PACKAGES[name]);
+  require.resolve(PACKAGES[name]);
+  let standIn: Instrumentation | undefined;
   let real: Instrumentation | undefined;
   let failed = false;
   let tracerProvider: Parameters<Instrumentation['setTracerProvider']>[0] | undefined;
@@ -81,6 +192,14 @@ function deferredInstrumentation(
       try {
         // Loaded when the application first requires the library: see api-copy.ts.
         real = withDistroApi(create);
+        // Built disabled (the stand-in holds the hooks), but several patches ask their
+        // instrumentation whether it is enabled on every call (bunyan, connect, mysql, openai…):
+        // the stand-in answers.
+        const self = standIn;
+        if (self !== undefined) {
+          (real as { isEnabled?: () => boolean }).isEnabled = () =>
+            (self as unknown as InstrumentationBase).isEnabled();
+        }
         if (tracerProvider !== undefined) real.setTracerProvider(tracerProvider);
         if (meterProvider !== undefined) real.setMeterProvider(meterProvider);
       } catch (err) {
@@ -130,7 +249,25 @@ function deferredInstrumentation(
       real?.setMeterProvider(provider);
     }
   }
-  return new DeferredInstrumentation();
+  standIn = new DeferredInstrumentation();
+  return standIn;
+}
+
+type AnyInstrumentation = new (config: object) => Instrumentation;
+
+/** The upstream instrumentation, built as auto-instrumentations-node builds it, plus `options`. */
+function upstream(name: InstrumentationName, options: object = {}): Instrumentation {
+  const Class = (require(PACKAGES[name]) as Record<string, AnyInstrumentation>)[
+    UPSTREAM_CLASSES[name] as string
+  ];
+  if (typeof Class !== 'function') {
+    throw new Error(`${PACKAGES[name]} has no ${UPSTREAM_CLASSES[name]}`);
+  }
+  return new Class({
+    ...options,
+    // Deferred ones are built disabled: their stand-in holds the hooks.
+    enabled: DEFERRED_MODULES[name] === undefined,
+  });
 }
 
 // `require` inside each factory keeps the package unloaded until it is enabled. The deferred
@@ -228,6 +365,49 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
       sendLogs: config.logs.exporters.length > 0,
     });
   },
+  amqplib: () => upstream('amqplib'),
+  // The function's module is named by the Lambda environment, not known beforehand: outside
+  // Lambda the instrumentation hooks nothing, and is not loaded at all.
+  'aws-lambda': () => {
+    if (!process.env.LAMBDA_TASK_ROOT || !process.env._HANDLER) return NOT_APPLICABLE;
+    return upstream('aws-lambda');
+  },
+  'aws-sdk': () => upstream('aws-sdk'),
+  bunyan: (config) => upstream('bunyan', { disableLogSending: config.logs.exporters.length === 0 }),
+  'cassandra-driver': () => upstream('cassandra-driver'),
+  connect: () => upstream('connect'),
+  cucumber: () => upstream('cucumber'),
+  dataloader: () => upstream('dataloader'),
+  dns: () => upstream('dns'),
+  fs: () => upstream('fs'),
+  'generic-pool': () => upstream('generic-pool'),
+  graphql: () => upstream('graphql'),
+  grpc: () => upstream('grpc'),
+  hapi: () => upstream('hapi'),
+  // Host-wide gauges, off by default as upstream: nothing to defer, loaded when enabled.
+  'host-metrics': () => upstream('host-metrics'),
+  kafkajs: () => upstream('kafkajs'),
+  knex: (config) => upstream('knex', { requireParentSpan: !config.dbRootSpans }),
+  koa: () => upstream('koa'),
+  'lru-memoizer': () => upstream('lru-memoizer'),
+  memcached: () => upstream('memcached'),
+  mongodb: (config) => upstream('mongodb', { requireParentSpan: !config.dbRootSpans }),
+  mongoose: (config) => upstream('mongoose', { requireParentSpan: !config.dbRootSpans }),
+  mysql: () => upstream('mysql'),
+  'nestjs-core': () => upstream('nestjs-core'),
+  net: () => upstream('net'),
+  openai: () => upstream('openai'),
+  oracledb: (config) => upstream('oracledb', { requireParentSpan: !config.dbRootSpans }),
+  restify: () => upstream('restify'),
+  router: (config) => {
+    const router = upstream('router');
+    // Express 5 dispatches through `router`: with the Express instrumentation on, its requests
+    // would get a second span per middleware and handler, and their server span renamed.
+    if (config.instrumentations.includes('express')) yieldToExpress(router);
+    return router;
+  },
+  'socket.io': () => upstream('socket.io'),
+  tedious: () => upstream('tedious'),
   'runtime-node': () => {
     const { RuntimeMetricsInstrumentation } =
       require('./metrics/runtime') as typeof import('./metrics/runtime');
@@ -236,19 +416,125 @@ const FACTORIES: Record<InstrumentationName, Factory> = {
 };
 
 /**
- * What these make is spans and nothing else (route templates for the metrics come from Express
- * itself when its instrumentation is absent: see metrics/http.ts).
+ * Stands for an instrumentation with nothing to hook in this process (aws-lambda outside
+ * Lambda): not registered, no warning.
  */
-const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set([
+const NOT_APPLICABLE = Object.freeze({}) as Instrumentation;
+
+type Patcher = (original: (...args: unknown[]) => unknown) => (...args: unknown[]) => unknown;
+
+/**
+ * Requests Express dispatches (`req.app` is Express's) go to the original layer methods: the
+ * Express instrumentation makes their spans. The patchers are read when router/lib/layer.js is
+ * patched, which is after this.
+ */
+function yieldToExpress(router: Instrumentation): void {
+  const patchers = router as unknown as Record<string, Patcher | undefined>;
+  for (const [key, reqIndex] of [
+    ['_requestHandlerPatcher', 0],
+    ['_errorHandlerPatcher', 1],
+  ] as const) {
+    const patcher = patchers[key];
+    if (typeof patcher !== 'function') continue;
+    patchers[key] = (original) => {
+      const traced = patcher.call(router, original);
+      return function layerHandle(this: unknown, ...args: unknown[]) {
+        const req = args[reqIndex] as { app?: unknown } | undefined;
+        return (req?.app === undefined ? traced : original).apply(this, args);
+      };
+    };
+  }
+}
+
+/**
+ * What these make is spans and nothing else (route templates for the metrics come from the
+ * route sources, src/routes/, whether or not a framework's instrumentation is loaded): without
+ * a span sink they are not loaded.
+ */
+const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set<InstrumentationName>([
+  'amqplib',
+  'aws-sdk',
+  'cassandra-driver',
+  'connect',
+  'cucumber',
+  'dataloader',
+  'dns',
   'express',
-  'pg',
-  'mysql2',
+  'fs',
+  'generic-pool',
+  'graphql',
+  'grpc',
+  'hapi',
   'ioredis',
+  'kafkajs',
+  'knex',
+  'koa',
+  'lru-memoizer',
+  'memcached',
+  'mongodb',
+  'mongoose',
+  'mysql',
+  'mysql2',
+  'nestjs-core',
+  'net',
+  'openai',
+  'oracledb',
+  'pg',
   'redis',
+  'restify',
+  'router',
+  'socket.io',
+  'tedious',
 ]);
 
-/** Instrumentations whose own metrics duplicate the distro's or lack the `service` label. */
-export const METRICS_SILENCED: ReadonlySet<InstrumentationName> = new Set(['http', 'undici', 'pg']);
+/**
+ * Instrumentations whose own metrics duplicate the distro's (http, undici, pg) or lack the
+ * `service` label every series carries (SPEC §3): kafkajs's and amqplib's messaging metrics,
+ * the db.client.* of mongodb, mysql and oracledb, openai's gen_ai.*, aws-sdk's. host-metrics
+ * is not here: its metrics are all it makes, and sdk.ts gives them `service`.
+ */
+export const METRICS_SILENCED: ReadonlySet<InstrumentationName> = new Set<InstrumentationName>([
+  'http',
+  'undici',
+  'pg',
+  'amqplib',
+  'aws-sdk',
+  'kafkajs',
+  'mongodb',
+  'mysql',
+  'openai',
+  'oracledb',
+]);
+
+export interface InstrumentationInfo {
+  readonly name: InstrumentationName;
+  /** The npm package, or the distro's own module (`./…`). */
+  readonly package: string;
+  /** Modules whose first load loads the package; empty: loaded at start-up when enabled. */
+  readonly modules: readonly string[];
+  /** On without OTEL_NODE_ENABLED_INSTRUMENTATIONS (upstream's defaults). */
+  readonly defaultOn: boolean;
+  /** Makes only spans: not loaded when spans go nowhere (metrics-only mode). */
+  readonly spansOnly: boolean;
+  /** Its own metrics are dropped. */
+  readonly metricsSilenced: boolean;
+}
+
+/**
+ * Every instrumentation, for `datalab-otel doctor` and the docs: what it loads, when, and
+ * whether it is on by default.
+ */
+export const INSTRUMENTATION_TABLE: readonly InstrumentationInfo[] = INSTRUMENTATION_NAMES.map(
+  (name) =>
+    Object.freeze({
+      name,
+      package: PACKAGES[name],
+      modules: DEFERRED_MODULES[name] ?? [],
+      defaultOn: !DEFAULT_OFF_INSTRUMENTATIONS.includes(name),
+      spansOnly: SPANS_ONLY.has(name),
+      metricsSilenced: METRICS_SILENCED.has(name),
+    }),
+);
 
 export function createInstrumentations(
   config: Config,
@@ -262,6 +548,7 @@ export function createInstrumentations(
       const instrumentation = moduleNames
         ? deferredInstrumentation(name, moduleNames, () => FACTORIES[name](config, hooks))
         : FACTORIES[name](config, hooks);
+      if (instrumentation === NOT_APPLICABLE) continue;
       out.push({ name, instrumentation });
       if (name === 'winston') {
         out.push({ name, instrumentation: new WinstonCorrelationInstrumentation() });

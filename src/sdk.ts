@@ -62,7 +62,7 @@ import { countingQueueDrops, createExportMetrics } from './metrics/export';
 import { HttpServerMetrics } from './metrics/http';
 import { startHttpClientMetrics } from './metrics/http-client';
 import { DistroCounter, DistroHistogram, DistroProducer } from './metrics/instruments';
-import { createProcessMetrics, runtimeViews } from './metrics/process';
+import { createProcessMetrics, hostMetricsViews, runtimeViews } from './metrics/process';
 import { createPrometheusEndpoint } from './metrics/prometheus';
 import { InboundRequests, useContextStorage } from './request/lifecycle';
 import { createRouteSources } from './routes';
@@ -314,6 +314,9 @@ export function startTelemetry(config: Config): Telemetry {
     readers,
     views: [
       ...(config.instrumentations.includes('runtime-node') ? runtimeViews(config.serviceName) : []),
+      ...(config.instrumentations.includes('host-metrics')
+        ? hostMetricsViews(config.serviceName)
+        : []),
     ],
   });
   metrics.setGlobalMeterProvider(meterProvider);

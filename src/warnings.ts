@@ -10,6 +10,8 @@ export const WARNING_CODES = {
   DLOTEL_PORT_YIELDED: 'The application listens on the management port; the distro gave it up.',
   DLOTEL_START_FAILED: 'Telemetry failed to start; the application runs without it.',
   DLOTEL_INSTRUMENTATION_FAILED: 'An instrumentation package could not be loaded or enabled.',
+  DLOTEL_UNKNOWN_INSTRUMENTATION:
+    'OTEL_NODE_ENABLED_INSTRUMENTATIONS or OTEL_NODE_DISABLED_INSTRUMENTATIONS names no instrumentation.',
   DLOTEL_EXPORT_FAILED: 'Exporting telemetry to its backend failed.',
   DLOTEL_ENDPOINT_OVERFLOW: 'The cap on distinct endpoint label values was reached.',
   DLOTEL_PEER_OVERFLOW: 'The cap on distinct peer label values of outbound calls was reached.',

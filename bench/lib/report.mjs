@@ -93,8 +93,8 @@ function spanLines(load) {
 
 function startupTable(s) {
   const lines = [
-    '| `node -e 0` | wall time | added | peak RSS | added | CommonJS modules |',
-    '|---|---|---|---|---|---|',
+    '| `node -e 0` | wall time | added | peak RSS | added | CommonJS modules | instrumentation packages loaded |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const v of Object.values(s.variants)) {
     const base = v.label === 'node -e 0';
@@ -105,7 +105,7 @@ function startupTable(s) {
           : `${signed(v.addedMs.median)} ms [${signed(v.addedMs.min)} to ${signed(v.addedMs.max)}]`
       } | ${fixed(v.peakRssMiB.median, 1)} MiB | ${
         base ? '' : `${signed(v.addedPeakRssMiB.median, 1)} MiB`
-      } | ${v.modules} |`,
+      } | ${v.modules} | ${v.instrumentations || 'none'} |`,
     );
   }
   return `${lines.join('\n')}\n\nMedian of ${s.runs} runs each (variants alternated, deltas paired run by run).`;

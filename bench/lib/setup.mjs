@@ -1,6 +1,7 @@
 // What is benchmarked: the servers, the configurations each runs under, and the environment
 // every child starts with.
 import { mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,11 @@ export const SERVERS = {
 };
 
 const STOCK_REGISTER = '@opentelemetry/auto-instrumentations-node/register';
+// Every instrumentation the distro ships, the default-off ones (fs, host-metrics) included.
+// `npm run bench` builds dist/ first.
+const EVERY_INSTRUMENTATION = createRequire(import.meta.url)(
+  join(ROOT, 'dist', 'src', 'config', 'types.js'),
+).INSTRUMENTATION_NAMES.join(',');
 // Stock auto-instrumentation probes cloud metadata endpoints (AWS, GCP, Azure…) at start-up
 // unless told otherwise; the distro never does.
 const STOCK_DETECTORS = 'env,host,os,process';
@@ -67,6 +73,33 @@ export const CONFIGS = {
       DATALAB_METRICS_HOST: '127.0.0.1',
       DATALAB_METRICS_PORT: String(p.metrics),
       DATALAB_ESM_HOOKS: 'false',
+    }),
+    metricsUrl: (p) => `http://127.0.0.1:${p.metrics}/metrics`,
+    startupOnly: true,
+  },
+  // Start-up only: every instrumentation enabled against http alone. Library instrumentations
+  // load with their library, so under `node -e 0` (which loads none) the difference is what is
+  // not a library's: host-metrics' gauges (and its `systeminformation`), loaded when enabled.
+  'datalab-every': {
+    title: '@datalab/otel with every instrumentation enabled',
+    args: () => ['--import', '@datalab/otel/register'],
+    env: (p) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${p.sink}`,
+      DATALAB_METRICS_HOST: '127.0.0.1',
+      DATALAB_METRICS_PORT: String(p.metrics),
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: EVERY_INSTRUMENTATION,
+    }),
+    metricsUrl: (p) => `http://127.0.0.1:${p.metrics}/metrics`,
+    startupOnly: true,
+  },
+  'datalab-http-only': {
+    title: '@datalab/otel with OTEL_NODE_ENABLED_INSTRUMENTATIONS=http',
+    args: () => ['--import', '@datalab/otel/register'],
+    env: (p) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${p.sink}`,
+      DATALAB_METRICS_HOST: '127.0.0.1',
+      DATALAB_METRICS_PORT: String(p.metrics),
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http',
     }),
     metricsUrl: (p) => `http://127.0.0.1:${p.metrics}/metrics`,
     startupOnly: true,

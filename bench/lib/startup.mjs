@@ -9,14 +9,19 @@ import { median, summary } from './proc.mjs';
 import { BENCH, baseEnv, CONFIGS, configsFor, ROOT, SERVERS } from './setup.mjs';
 
 // `node -e 0`, plus an exit hook that reports the peak RSS (getrusage ru_maxrss, in KiB, covers
-// every thread, the ESM loader-hooks thread included) and how many CommonJS modules were loaded.
+// every thread, the ESM loader-hooks thread included), how many CommonJS modules were loaded and
+// which instrumentation packages (`@opentelemetry/instrumentation-*`) among them. It writes with
+// process.stdout (synchronous for pipes on Linux), not fs: requiring fs would load the fs
+// instrumentation, when it is on, inside the measurement.
 const PROGRAM =
-  "process.on('exit',()=>require('fs').writeSync(1,JSON.stringify({maxRssKiB:process.resourceUsage().maxRSS,modules:Object.keys(require.cache).length})+'\\n'))";
+  "process.on('exit',()=>{const m=Object.keys(require.cache);const i=new Set(m.map(f=>/@opentelemetry[\\\\/]instrumentation-([^\\\\/]+)/.exec(f)?.[1]).filter(Boolean));process.stdout.write(JSON.stringify({maxRssKiB:process.resourceUsage().maxRSS,modules:m.length,instrumentations:[...i].sort().join(',')})+'\\n')})";
 
 export const STARTUP_VARIANTS = {
   'node -e 0': 'none',
   '--import @datalab/otel/register': 'datalab',
   '--import @datalab/otel/register, DATALAB_ESM_HOOKS=false': 'datalab-no-esm',
+  '--import @datalab/otel/register, every instrumentation enabled': 'datalab-every',
+  '--import @datalab/otel/register, OTEL_NODE_ENABLED_INSTRUMENTATIONS=http': 'datalab-http-only',
   '--require @opentelemetry/auto-instrumentations-node/register': 'stock',
 };
 
@@ -39,6 +44,7 @@ async function once(config, sinkPort, pin) {
     ms,
     peakRssMiB: report.maxRssKiB / 1024,
     modules: report.modules,
+    instrumentations: report.instrumentations,
     stderr: proc.stderr.filter(Boolean),
   };
 }
@@ -61,6 +67,7 @@ export async function runStartup({ runs, sinkPort, pin }) {
       ms: summary(s.map((x) => x.ms)),
       peakRssMiB: summary(s.map((x) => x.peakRssMiB)),
       modules: median(s.map((x) => x.modules)),
+      instrumentations: s[0]?.instrumentations ?? '',
       addedMs: summary(s.map((x, i) => x.ms - base[i].ms)),
       addedPeakRssMiB: summary(s.map((x, i) => x.peakRssMiB - base[i].peakRssMiB)),
       stderr: [...new Set(s.flatMap((x) => x.stderr))].slice(0, 5),

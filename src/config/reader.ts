@@ -27,8 +27,8 @@ export class Reader {
     return trimmed === '' ? undefined : trimmed;
   }
 
-  warn(message: string): void {
-    this.warnings.push({ code: 'DLOTEL_CONFIG_INVALID', message });
+  warn(message: string, code: WarningCode = 'DLOTEL_CONFIG_INVALID'): void {
+    this.warnings.push({ code, message });
   }
 
   invalid(name: string, value: string, why: string, fallback: string): void {
@@ -109,6 +109,42 @@ export class Reader {
     this.warn(
       `${name}=${quote(value)} names ${unknown.map((u) => quote(u)).join(', ')}, not one of ${known}; using ${out.join(',')}`,
     );
+    return out;
+  }
+
+  /**
+   * OTEL_NODE_ENABLED_INSTRUMENTATIONS and OTEL_NODE_DISABLED_INSTRUMENTATIONS, read as
+   * auto-instrumentations-node reads them: comma-separated short names, each applied on its own.
+   * Unlike the other lists there is no falling back: an enabled list naming nothing known
+   * enables nothing, as upstream does. The unknown names get one warning per variable, with
+   * the valid names. `none` alone is an empty list, without a warning.
+   */
+  instrumentations<T extends string>(name: string, allowed: readonly T[]): T[] | undefined {
+    const value = this.raw(name);
+    if (value === undefined) return undefined;
+    const items = value
+      .split(',')
+      .map((part) => part.trim().toLowerCase())
+      .filter((item) => item !== '');
+    if (items.length === 1 && items[0] === 'none') return [];
+    const out: T[] = [];
+    const unknown: string[] = [];
+    for (const item of items) {
+      if ((allowed as readonly string[]).includes(item)) {
+        if (!out.includes(item as T)) out.push(item as T);
+      } else if (!unknown.includes(item)) unknown.push(item);
+    }
+    if (unknown.length > 0) {
+      // A hostile value stays one short line: the first few names, each cut.
+      const shown = unknown.slice(0, 5).map((u) => quote(u, 40));
+      if (unknown.length > 5) shown.push(`and ${unknown.length - 5} more`);
+      this.warn(
+        `${name} names ${shown.join(', ')}, which no instrumentation is called; ${
+          out.length === 0 ? 'no name in it applies' : `${out.join(',')} still apply`
+        }. Valid names: ${allowed.join(', ')}`,
+        'DLOTEL_UNKNOWN_INSTRUMENTATION',
+      );
+    }
     return out;
   }
 }

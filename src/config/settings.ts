@@ -13,6 +13,7 @@ import { parseBuckets, parseResourceAttributes, type Reader } from './reader';
 import { bool, type Get, int, list, oneOf, type Setting, setting, text } from './setting';
 import {
   DEFAULT_HTTP_BUCKETS,
+  DEFAULT_OFF_INSTRUMENTATIONS,
   DEFAULT_REDACT_KEYS,
   DIAG_LEVELS,
   type DiagLevelName,
@@ -409,20 +410,26 @@ export const propagators = list<PropagatorName>(
   { none: true },
 );
 
-// Same semantics as auto-instrumentations-node: the enabled list narrows, the disabled list
-// then removes.
-export const enabledInstrumentations = list<InstrumentationName>(
-  'OTEL_NODE_ENABLED_INSTRUMENTATIONS',
-  INSTRUMENTATION_NAMES,
-  INSTRUMENTATION_NAMES,
-  `Instrumentations to load (${INSTRUMENTATION_NAMES.join(', ')}); comma-separated.`,
-  { defaultText: 'all' },
+// Same semantics as auto-instrumentations-node: set, the enabled list replaces the default set
+// (and may name the default-off ones); the disabled list then removes.
+const DEFAULT_INSTRUMENTATIONS = INSTRUMENTATION_NAMES.filter(
+  (name) => !DEFAULT_OFF_INSTRUMENTATIONS.includes(name),
 );
-export const disabledInstrumentations = list<InstrumentationName>(
+export const enabledInstrumentations = setting(
+  'OTEL_NODE_ENABLED_INSTRUMENTATIONS',
+  `all but ${DEFAULT_OFF_INSTRUMENTATIONS.join(', ')}`,
+  'Instrumentations to load, by short name (comma-separated; see docs/configuration.md#instrumentations); replaces the default set.',
+  (r): InstrumentationName[] =>
+    r.instrumentations('OTEL_NODE_ENABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES) ?? [
+      ...DEFAULT_INSTRUMENTATIONS,
+    ],
+);
+export const disabledInstrumentations = setting(
   'OTEL_NODE_DISABLED_INSTRUMENTATIONS',
-  INSTRUMENTATION_NAMES,
-  [],
-  'Instrumentations to remove from the enabled set.',
+  'none',
+  'Instrumentations to remove from the enabled set, by short name.',
+  (r): InstrumentationName[] =>
+    r.instrumentations('OTEL_NODE_DISABLED_INSTRUMENTATIONS', INSTRUMENTATION_NAMES) ?? [],
 );
 
 export const metricsHost = setting(

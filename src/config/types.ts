@@ -55,20 +55,61 @@ export const DIAG_LEVELS: readonly DiagLevelName[] = [
   'all',
 ];
 
-/** Instrumentations the distro ships, by the short names OpenTelemetry's env variables use. */
+/**
+ * Instrumentations the distro ships: every one of `@opentelemetry/auto-instrumentations-node`
+ * 0.82, by the short names its env variables use (the package name without
+ * `@opentelemetry/instrumentation-`). src/instrumentations.ts says what each one loads.
+ */
 export const INSTRUMENTATION_NAMES = [
-  'http',
-  'undici',
+  'amqplib',
+  'aws-lambda',
+  'aws-sdk',
+  'bunyan',
+  'cassandra-driver',
+  'connect',
+  'cucumber',
+  'dataloader',
+  'dns',
   'express',
-  'pg',
-  'mysql2',
+  'fs',
+  'generic-pool',
+  'graphql',
+  'grpc',
+  'hapi',
+  'host-metrics',
+  'http',
   'ioredis',
-  'redis',
-  'winston',
+  'kafkajs',
+  'knex',
+  'koa',
+  'lru-memoizer',
+  'memcached',
+  'mongodb',
+  'mongoose',
+  'mysql',
+  'mysql2',
+  'nestjs-core',
+  'net',
+  'openai',
+  'oracledb',
+  'pg',
   'pino',
+  'redis',
+  'restify',
+  'router',
   'runtime-node',
+  'socket.io',
+  'tedious',
+  'undici',
+  'winston',
 ] as const;
 export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
+
+/**
+ * Off unless OTEL_NODE_ENABLED_INSTRUMENTATIONS names them: auto-instrumentations-node's
+ * `defaultExcludedInstrumentations` (a span per file system call; host-wide gauges).
+ */
+export const DEFAULT_OFF_INSTRUMENTATIONS: readonly InstrumentationName[] = ['fs', 'host-metrics'];
 
 /** Every seed boundary (0.1 … 10) plus finer ones below 0.1 for fast services. */
 export const DEFAULT_HTTP_BUCKETS: readonly number[] = Object.freeze([

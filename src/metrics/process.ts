@@ -270,3 +270,16 @@ export function runtimeViews(service: string): ViewOptions[] {
   });
   return views;
 }
+
+export const HOST_METRICS_SCOPE = '@opentelemetry/instrumentation-host-metrics';
+
+/** host-metrics' series get the `service` label every series carries, their own kept. */
+export function hostMetricsViews(service: string): ViewOptions[] {
+  return [
+    {
+      meterName: HOST_METRICS_SCOPE,
+      instrumentName: '*',
+      attributesProcessors: [{ process: (incoming: Attributes) => ({ ...incoming, service }) }],
+    },
+  ];
+}

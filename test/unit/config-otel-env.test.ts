@@ -378,8 +378,15 @@ describe('config: bad OTEL_* values', () => {
   const FREE_TEXT =
     /^OTEL_(SERVICE_NAME|EXPORTER_OTLP_(\w+_)?(ENDPOINT|HEADERS|CERTIFICATE|CLIENT_KEY|CLIENT_CERTIFICATE))$/;
 
+  /**
+   * Read as auto-instrumentations-node reads them, with a warning of their own and no default
+   * to fall back to (test/unit/config.test.ts).
+   */
+  const INSTRUMENTATION_LISTS = /^OTEL_NODE_(EN|DIS)ABLED_INSTRUMENTATIONS$/;
+
   for (const s of SETTINGS) {
-    if (!s.env.startsWith('OTEL_') || FREE_TEXT.test(s.env)) continue;
+    if (!s.env.startsWith('OTEL_') || FREE_TEXT.test(s.env) || INSTRUMENTATION_LISTS.test(s.env))
+      continue;
     it(`${s.env}=bogus: one warning naming the variable, the value and what is used`, () => {
       const env: Env = { [s.env]: 'bogus!' };
       // The ratio is read only for the ratio samplers.

@@ -18,7 +18,10 @@ describe('config', () => {
     assert.deepEqual(config.metrics.exporters, ['prometheus']);
     assert.deepEqual(config.traces.exporters, [], 'no endpoint, no OTLP export');
     assert.equal(config.traces.protocol, 'http/protobuf');
-    assert.deepEqual(config.instrumentations, [...INSTRUMENTATION_NAMES]);
+    assert.deepEqual(
+      config.instrumentations,
+      INSTRUMENTATION_NAMES.filter((name) => name !== 'fs' && name !== 'host-metrics'),
+    );
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.metrics));
     assert.throws(() => {
       (config as { serviceName: string }).serviceName = 'x';
@@ -58,10 +61,9 @@ describe('config', () => {
       OTEL_TRACES_EXPORTER: 'otlp,bogus',
       OTEL_TRACES_SAMPLER: 'sometimes',
       OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon',
-      OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'fs,pg',
     });
     const text = warnings.map((w) => w.message);
-    assert.equal(warnings.length, 7, text.join('\n'));
+    assert.equal(warnings.length, 6, text.join('\n'));
     assert.ok(warnings.every((w) => w.code === 'DLOTEL_CONFIG_INVALID'));
     assert.match(text[0] ?? '', /OTEL_EXPORTER_OTLP_PROTOCOL="carrier-pigeon".*http\/protobuf/);
     assert.ok(text.some((t) => /DATALAB_METRICS_PORT="abc" .*default 9464/.test(t)));
@@ -69,13 +71,11 @@ describe('config', () => {
     assert.ok(
       text.some((t) => /OTEL_TRACES_EXPORTER="otlp,bogus" names "bogus".*using otlp/.test(t)),
     );
-    assert.ok(text.some((t) => /OTEL_NODE_DISABLED_INSTRUMENTATIONS="fs,pg" names "fs"/.test(t)));
     assert.equal(config.management.port, 9464);
     assert.equal(config.metrics.maxEndpoints, 200);
     assert.deepEqual(config.metrics.httpBuckets, DEFAULT_HTTP_BUCKETS);
     assert.deepEqual(config.traces.exporters, ['otlp'], 'the valid entry is kept');
     assert.equal(config.traces.sampler, 'parentbased_always_on');
-    assert.ok(!config.instrumentations.includes('pg'));
   });
 
   it('a list with nothing known falls back to the default instead of switching a signal off', () => {
@@ -107,12 +107,52 @@ describe('config', () => {
     assert.ok((warnings[0]?.message.length ?? 0) < 250);
   });
 
-  it('OTEL_NODE_ENABLED_INSTRUMENTATIONS narrows, then DISABLED removes', () => {
-    const { config } = parseConfig({
-      OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http,express,pg',
+  it('OTEL_NODE_ENABLED_INSTRUMENTATIONS replaces the default set, then DISABLED removes', () => {
+    const { config, warnings } = parseConfig({
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http,express,pg,fs',
       OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'pg',
     });
-    assert.deepEqual(config.instrumentations, ['http', 'express']);
+    assert.deepEqual(config.instrumentations, ['http', 'express', 'fs'], 'fs is off by default');
+    assert.deepEqual(warnings, []);
+  });
+
+  it('instrumentations: upstream defaults, fs and host-metrics off', () => {
+    const { config } = parseConfig({});
+    assert.equal(config.instrumentations.length, INSTRUMENTATION_NAMES.length - 2);
+    assert.ok(!config.instrumentations.includes('fs'));
+    assert.ok(!config.instrumentations.includes('host-metrics'));
+    for (const name of ['amqplib', 'dns', 'net', 'koa', 'http', 'pg'] as const) {
+      assert.ok(config.instrumentations.includes(name), name);
+    }
+    const removed = parseConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'dns, net' }).config;
+    assert.equal(removed.instrumentations.length, INSTRUMENTATION_NAMES.length - 4);
+    assert.deepEqual(parseConfig({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'none' }), {
+      config: { ...parseConfig({}).config, instrumentations: [] },
+      warnings: [],
+    });
+  });
+
+  it('unknown instrumentation names: one coded warning per variable, the valid names apply', () => {
+    const { config, warnings } = parseConfig({
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'http,fastify,pg,expres,fastify',
+      OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'pg,bogus',
+    });
+    assert.deepEqual(config.instrumentations, ['http']);
+    assert.equal(warnings.length, 2, warnings.map((w) => w.message).join('\n'));
+    assert.ok(warnings.every((w) => w.code === 'DLOTEL_UNKNOWN_INSTRUMENTATION'));
+    const [enabled, disabled] = warnings.map((w) => w.message);
+    assert.match(
+      enabled ?? '',
+      /^OTEL_NODE_ENABLED_INSTRUMENTATIONS names "fastify", "expres", which no instrumentation is called; http,pg still apply\. Valid names: amqplib, aws-lambda, .*, winston$/,
+    );
+    assert.match(
+      disabled ?? '',
+      /^OTEL_NODE_DISABLED_INSTRUMENTATIONS names "bogus",.* pg still apply/,
+    );
+    // As upstream: an enabled list naming nothing known enables nothing (and says so).
+    const none = parseConfig({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'htttp' });
+    assert.deepEqual(none.config.instrumentations, []);
+    assert.match(none.warnings[0]?.message ?? '', /no name in it applies/);
   });
 
   it('sampler ratio is validated', () => {
