@@ -18,6 +18,7 @@ import {
 } from '../../src/cli/doctor';
 import { dbClientSupport, moduleSupportOf } from '../../src/cli/doctor-scan';
 import { satisfies } from '../../src/cli/semver';
+import { DEFAULT_OFF_INSTRUMENTATIONS } from '../../src/config/types';
 import { DEFERRED_MODULES, PACKAGES } from '../../src/instrumentations';
 
 function pkg(
@@ -46,13 +47,21 @@ function listed(
   off: Record<string, string> = {},
   extra: InstrumentationState[] = [],
 ): InstrumentationState[] {
+  // An extra entry stands in for the real one of the same name.
+  const replaced = new Set(extra.map((e) => e.name));
   return [
-    ...Object.entries(PACKAGES).map(([name, p]) => ({
-      name,
-      package: p,
-      modules: supportOf(p),
-      off: off[name],
-    })),
+    ...Object.entries(PACKAGES)
+      .filter(([name]) => !replaced.has(name))
+      .map(([name, p]) => ({
+        name,
+        package: p,
+        modules: supportOf(p),
+        off:
+          off[name] ??
+          ((DEFAULT_OFF_INSTRUMENTATIONS as readonly string[]).includes(name)
+            ? 'not enabled by default'
+            : undefined),
+      })),
     ...extra,
   ];
 }
@@ -438,7 +447,12 @@ describe('doctor: every other instrumentation of the list', () => {
       line(f, 'amqplib'),
       'off   amqplib 0.10.9: spans off: OTEL_NODE_DISABLED_INSTRUMENTATIONS',
     );
-    assert.ok(f.every((x) => x.group !== 'libraries' || x.library !== undefined));
+    // Built-in modules (node:dns, node:net) are lines without a package.
+    assert.ok(
+      f.every(
+        (x) => x.group !== 'libraries' || x.library !== undefined || x.text.startsWith('node:'),
+      ),
+    );
   });
 
   it('a built-in module: listed when its instrumentation is loaded, silent otherwise', () => {
@@ -448,13 +462,23 @@ describe('doctor: every other instrumentation of the list', () => {
     ]);
     const on = run([], { instrumentations: listed({}, [fs]) });
     assert.deepEqual(
-      on.filter((x) => x.group === 'libraries').map((x) => `${x.status} ${x.text}`),
-      ['ok node:fs: spans (fs)', 'ok node:fs/promises: spans (fs)'],
+      on
+        .filter((x) => x.group === 'libraries')
+        .map((x) => `${x.status} ${x.text}`)
+        .sort(),
+      [
+        // dns and net are on by default, as upstream has them.
+        'ok node:dns/promises: spans (dns)',
+        'ok node:dns: spans (dns)',
+        'ok node:fs/promises: spans (fs)',
+        'ok node:fs: spans (fs)',
+        'ok node:net: spans (net)',
+      ],
     );
     const off = run([], {
       instrumentations: listed({}, [{ ...fs, off: 'not enabled by default' }]),
     });
-    assert.ok(!off.some((x) => x.group === 'libraries'));
+    assert.ok(!off.some((x) => x.group === 'libraries' && x.text.startsWith('node:fs')));
   });
 
   it('outside its ranges: "not instrumented", a warning', () => {
@@ -469,7 +493,9 @@ describe('doctor: every other instrumentation of the list', () => {
   it('an instrumentation that cannot be loaded is said once', () => {
     const f = run([], { instrumentations: listed({}, [{ ...mongodb, modules: undefined }]) });
     assert.deepEqual(
-      f.filter((x) => x.group === 'libraries').map((x) => `${x.status} ${x.text}`),
+      f
+        .filter((x) => x.group === 'libraries' && x.text.includes('mongodb'))
+        .map((x) => `${x.status} ${x.text}`),
       [
         'warn mongodb: @opentelemetry/instrumentation-mongodb could not be loaded; what it instruments is not',
       ],
