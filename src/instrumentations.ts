@@ -438,9 +438,22 @@ function yieldToExpress(router: Instrumentation): void {
     if (typeof patcher !== 'function') continue;
     patchers[key] = (original) => {
       const traced = patcher.call(router, original);
-      return function layerHandle(this: unknown, ...args: unknown[]) {
-        const req = args[reqIndex] as { app?: unknown } | undefined;
-        return (req?.app === undefined ? traced : original).apply(this, args);
+      // Fixed parameters, not a rest array: these run for every layer of every request.
+      if (reqIndex === 0) {
+        return function handleRequest(this: unknown, req: unknown, res: unknown, next: unknown) {
+          const fn = (req as { app?: unknown } | undefined)?.app === undefined ? traced : original;
+          return fn.call(this, req, res, next);
+        };
+      }
+      return function handleError(
+        this: unknown,
+        error: unknown,
+        req: unknown,
+        res: unknown,
+        next: unknown,
+      ) {
+        const fn = (req as { app?: unknown } | undefined)?.app === undefined ? traced : original;
+        return fn.call(this, error, req, res, next);
       };
     };
   }

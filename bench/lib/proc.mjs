@@ -1,4 +1,4 @@
-// Reading a process's CPU time and memory from /proc (Linux), and small statistics helpers.
+// Reading a process's CPU time and memory from /proc (Linux), and small statistics functions.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 

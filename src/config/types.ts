@@ -107,9 +107,21 @@ export type InstrumentationName = (typeof INSTRUMENTATION_NAMES)[number];
 
 /**
  * Off unless OTEL_NODE_ENABLED_INSTRUMENTATIONS names them: auto-instrumentations-node's
- * `defaultExcludedInstrumentations` (a span per file system call; host-wide gauges).
+ * `defaultExcludedInstrumentations` (a span per file system call; host-wide gauges), and `dns`
+ * and `net`, which upstream leaves on: a span per lookup and per socket opened adds work to every
+ * new connection (a pool's, a keep-alive agent's) and, because only some requests open one,
+ * gives traces of the same request different shapes. The client span of the call (HTTP,
+ * database) already carries the peer and its duration.
  */
-export const DEFAULT_OFF_INSTRUMENTATIONS: readonly InstrumentationName[] = ['fs', 'host-metrics'];
+export const UPSTREAM_DEFAULT_OFF_INSTRUMENTATIONS: readonly InstrumentationName[] = [
+  'fs',
+  'host-metrics',
+];
+export const DEFAULT_OFF_INSTRUMENTATIONS: readonly InstrumentationName[] = [
+  ...UPSTREAM_DEFAULT_OFF_INSTRUMENTATIONS,
+  'dns',
+  'net',
+];
 
 /** Every seed boundary (0.1 … 10) plus finer ones below 0.1 for fast services. */
 export const DEFAULT_HTTP_BUCKETS: readonly number[] = Object.freeze([

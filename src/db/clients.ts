@@ -389,6 +389,11 @@ function stack(target: Target, name: string, wrap: (original: AnyFunction) => An
   target[name] = wrapped;
 }
 
+/** pg 8's Client opens its connection in `_connect`; `connect` where a version has no such. */
+function pgConnectMethod(proto: Target): string {
+  return typeof proto._connect === 'function' ? '_connect' : 'connect';
+}
+
 function unstack(target: Target, name: string): void {
   const current = target[name] as Stacked | undefined;
   // Only when ours is still on top: unwrapping from under another wrapper would remove it too.
@@ -496,15 +501,20 @@ export class DbClientsInstrumentation extends InstrumentationBase {
           this.patchPgQueryClass(cjs(mod).Query);
           bindQueryCallbacks(cjs(mod).Query.prototype);
           const Client = cjs(mod).Client;
+          // `_connect`, which `connect` calls, not `connect`: instrumentation-pg patches `connect`
+          // once per hook it has on pg (the module and lib/client.js) and tells its own wrapper
+          // by a marker, so a wrapper of ours between the two would get its span made twice.
           if (Client)
-            stack(Client.prototype, 'connect', (original) => this.patchPgConnect(original));
+            stack(Client.prototype, pgConnectMethod(Client.prototype), (original) =>
+              this.patchPgConnect(original),
+            );
           return mod;
         },
         (mod: PgModule) => {
           const proto = cjs(mod).Query.prototype;
           for (const name of ['submit', 'handleReadyForQuery', 'handleError']) unstack(proto, name);
           const Client = cjs(mod).Client;
-          if (Client) unstack(Client.prototype, 'connect');
+          if (Client) unstack(Client.prototype, pgConnectMethod(Client.prototype));
         },
       ),
       new InstrumentationNodeModuleDefinition(
@@ -896,7 +906,22 @@ export class DbClientsInstrumentation extends InstrumentationBase {
             guard(err);
           }
         };
-        (result as Promise<unknown> | undefined)?.then?.(finish, finish);
+        const promise = result as Promise<unknown> | undefined;
+        if (typeof promise?.then === 'function') {
+          // The caller gets a promise that settles as the command's does, not the command's
+          // own with a handler attached: a failed command nobody awaits must still surface as
+          // an unhandled rejection, as it would without the distro.
+          return promise.then(
+            (value) => {
+              finish();
+              return value;
+            },
+            (error: unknown) => {
+              finish();
+              throw error;
+            },
+          );
+        }
       } catch (err) {
         guard(err);
       }

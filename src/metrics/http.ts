@@ -113,13 +113,23 @@ export class HttpServerMetrics {
       const template = expressEndpoint(request);
       record.route = template;
       if (template !== undefined) return this.endpoints.admit(template, true);
-      // Express handled it and no route or mount answered: a 404, or root middleware.
+      // Express handled it and no route or mount answered: a 404, or root middleware. (What
+      // instrumentation-express left in the record is its guess, often `/`: not a template.)
       record.unmatched = true;
+      return UNMATCHED_ENDPOINT;
+    }
+    // A route source's reading of the framework beats an instrumentation's.
+    const template = record.template;
+    if (template !== undefined) {
+      record.route = template;
+      return this.endpoints.admit(template, true);
+    }
+    if (record.unmatched) {
+      record.route = undefined;
       return UNMATCHED_ENDPOINT;
     }
     const route = record.route;
     if (typeof route === 'string' && route !== '') return this.endpoints.admit(route, true);
-    if (record.unmatched) return UNMATCHED_ENDPOINT;
     if (request.route !== undefined) {
       const template = expressRoute(request);
       if (template !== undefined) return this.endpoints.admit(template, true);
@@ -254,7 +264,7 @@ export const MAX_MOUNT_TEMPLATES = 100;
 
 /**
  * The endpoint of a request Express handled, or undefined when no route and no mount handled
- * it (the caller then normalises the original path). A matched route gives every mount plus the
+ * it (the caller then counts it as `__unmatched__`). A matched route gives every mount plus the
  * route's path (`/admin` + `/users/:id`); middleware mounted under a path that answered without
  * a route (`express.static` under `/static`, a proxy under `/proxy`) gives the mount path plus
  * `/*`, never the path below the mount (Express strips the mount from `req.url`). Express

@@ -20,8 +20,12 @@ type CarryingRequest = IncomingMessage & { [kRecord]?: RequestRecord };
 
 export class RequestRecord {
   readonly type = RPCType.HTTP;
-  /** The route template a framework matched (a route source or instrumentation set it), if any. */
+  /** The route template: an instrumentation's (RPC metadata), settled when the request is counted. */
   route: string | undefined = undefined;
+  /** The template a route source (src/routes/) read from the framework itself: it wins over
+   * `route`, which a framework instrumentation may overwrite with a guess of its own (Koa's
+   * drops a koa-mount prefix). */
+  template: string | undefined = undefined;
   /** A framework router handled the request and matched no route: counted as `__unmatched__`,
    * with no `http.route` on its span. A route set later (a fallback route) wins. */
   unmatched = false;

@@ -95,12 +95,12 @@ export function createRouteHook(): OnRequestHook {
         if (context !== undefined) {
           const template = contextTemplate(context);
           if (template === undefined) record.unmatched = true;
-          else record.route = template;
+          else record.template = template;
         } else if (request.is404 === true) {
           record.unmatched = true;
         } else {
           const url = request.routeOptions?.url;
-          if (typeof url === 'string') record.route = url === '' ? '/' : url;
+          if (typeof url === 'string') record.template = url === '' ? '/' : url;
         }
       }
     } catch (err) {

@@ -111,7 +111,7 @@ function noteRoute(request: HapiRequest): void {
       return;
     }
     const path = route.path;
-    if (typeof path === 'string' && path !== '') record.route = path;
+    if (typeof path === 'string' && path !== '') record.template = path;
   } catch (err) {
     report(
       'hapi-route',

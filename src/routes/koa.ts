@@ -181,7 +181,7 @@ function setMatchedRoute(this: KoaContext, value: unknown): void {
     if (record === undefined) return;
     const template = templateOf(value);
     if (template !== undefined && !isMiddlewarePath(this.matched, value)) {
-      record.route = this.mountPath === undefined ? template : withMount(this, template);
+      record.template = this.mountPath === undefined ? template : withMount(this, template);
     }
   } catch (err) {
     report(
@@ -263,13 +263,13 @@ function wrapDispatch(result: unknown): unknown {
 function noteDispatched(ctx: KoaContext): void {
   try {
     const record = recordOf(ctx?.req);
-    if (record === undefined || record.route !== undefined) return;
+    if (record === undefined || record.template !== undefined) return;
     // No route yet: the context accessor missing (Koa not hooked), or older routers picking a
     // `router.use()` layer registered after the route. The route the router matched is the last
     // route layer for the method, as the routers' own match() decides.
     const template = templateOf(routeLayerPath(ctx.matched, ctx.method));
     if (template !== undefined) {
-      record.route = ctx.mountPath === undefined ? template : withMount(ctx, template);
+      record.template = ctx.mountPath === undefined ? template : withMount(ctx, template);
     } else record.unmatched = true;
   } catch (err) {
     report(

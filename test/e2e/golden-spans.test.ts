@@ -142,9 +142,6 @@ async function run(
       OTEL_TRACES_EXPORTER: 'otlp',
       OTEL_BSP_SCHEDULE_DELAY: '100',
       DATALAB_TRACES_FILE: 'false',
-      // The reference sets up the instrumentations the distro replaces or configures; the
-      // connection and lookup spans of net and dns (on by default, as upstream) are not among them.
-      OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'dns,net',
     },
   });
   const statuses: number[] = [];

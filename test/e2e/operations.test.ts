@@ -4,7 +4,8 @@
  * ports and the intervals shortened, scraping two services under the preload:
  *
  *   api-gateway  test/fixtures/ops-app.mjs (Express + pg): 25% 5xx, 25% of requests 2.6 s,
- *                database queries, and a scanner past DATALAB_MAX_ENDPOINTS=5 (endpoint overflow);
+ *                database queries, a 404 (`__unmatched__`), and a scanner of a handler outside
+ *                Express past DATALAB_MAX_ENDPOINTS=5 (endpoint overflow);
  *   ai-service   test/fixtures/plain-http-app.mjs (node:http): fast, no errors, its database
  *                health check pointed at a closed port.
  *
@@ -190,17 +191,27 @@ describe('operations bundle end to end: Prometheus, rules and dashboard on instr
     prometheus = await startPrometheus(binary, config, { rules: RULES_DIR });
 
     // Warm-up: every series the traffic will move exists before the measured window (a counter's
-    // first sample carries no increase), and a scanner overflows the endpoint cap.
-    const routes = ['/users/1', '/error', '/slow/10', '/db'];
-    const scanner = ['/.env', '/wp-login.php', '/admin/config.bak', '/phpinfo.php', '/.git/HEAD'];
-    const pastTheCap = ['/server-status', '/cgi-bin/test.cgi', '/actuator/env'];
+    // first sample carries no increase), a request Express routes nowhere (`__unmatched__`), and
+    // a scanner of the handler outside Express overflows the endpoint cap.
+    const routes = ['/users/1', '/error', '/slow/10', '/db', '/no-such-route'];
+    const scanner = [
+      '/.env',
+      '/wp-login.php',
+      '/admin/config.bak',
+      '/phpinfo.php',
+      '/.git/HEAD',
+    ].map((path) => `/legacy${path}`);
+    const pastTheCap = ['/server-status', '/cgi-bin/test.cgi', '/actuator/env'].map(
+      (path) => `/legacy${path}`,
+    );
     await Promise.all([
       ...routes.map((path) => request(gateway?.url(path) ?? '')),
       ...scanner.map((path) => request(gateway?.url(path) ?? '')),
       request(ai.url('/users/1')),
     ]);
     for (const path of pastTheCap) await request(gateway.url(path));
-    // Route templates, the 5 scanner paths the cap admits, and __overflow__.
+    // Route templates, __unmatched__ (the cap of 5 leaves it out: it is no path), the 5 scanner
+    // paths the cap admits, and __overflow__.
     const gatewaySeries = routes.length + scanner.length + 1;
     const deadline = Date.now() + 20_000;
     for (;;) {

@@ -31,8 +31,11 @@ import {
 import { type OtlpReceiver, startOtlpReceiver } from '../support/otlp-receiver';
 import { type Sample, samplesNamed, sumOf } from '../support/prometheus-text';
 
-/** Bytes of the .tgz: 286 kB when this was written, plus room for growth, not for a mistake. */
-const PACKED_SIZE_BUDGET = 360_000;
+/**
+ * Bytes of the .tgz: 286 kB when this was written, 376 kB with the route sources, the doctor and
+ * every instrumentation of the list; plus room for growth, not for a mistake (a stray directory).
+ */
+const PACKED_SIZE_BUDGET = 420_000;
 const SERVER = 2;
 const CLIENT = 3;
 const USERS = [1, 2, 3, 4, 5];

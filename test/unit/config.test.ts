@@ -20,7 +20,7 @@ describe('config', () => {
     assert.equal(config.traces.protocol, 'http/protobuf');
     assert.deepEqual(
       config.instrumentations,
-      INSTRUMENTATION_NAMES.filter((name) => name !== 'fs' && name !== 'host-metrics'),
+      INSTRUMENTATION_NAMES.filter((name) => !['fs', 'host-metrics', 'dns', 'net'].includes(name)),
     );
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.metrics));
     assert.throws(() => {
@@ -116,16 +116,21 @@ describe('config', () => {
     assert.deepEqual(warnings, []);
   });
 
-  it('instrumentations: upstream defaults, fs and host-metrics off', () => {
+  it('instrumentations: upstream defaults with fs and host-metrics off, and dns and net off', () => {
     const { config } = parseConfig({});
-    assert.equal(config.instrumentations.length, INSTRUMENTATION_NAMES.length - 2);
-    assert.ok(!config.instrumentations.includes('fs'));
-    assert.ok(!config.instrumentations.includes('host-metrics'));
-    for (const name of ['amqplib', 'dns', 'net', 'koa', 'http', 'pg'] as const) {
+    assert.equal(config.instrumentations.length, INSTRUMENTATION_NAMES.length - 4);
+    for (const name of ['fs', 'host-metrics', 'dns', 'net'] as const) {
+      assert.ok(!config.instrumentations.includes(name), name);
+    }
+    for (const name of ['amqplib', 'koa', 'http', 'pg'] as const) {
       assert.ok(config.instrumentations.includes(name), name);
     }
-    const removed = parseConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'dns, net' }).config;
-    assert.equal(removed.instrumentations.length, INSTRUMENTATION_NAMES.length - 4);
+    const removed = parseConfig({ OTEL_NODE_DISABLED_INSTRUMENTATIONS: 'koa, hapi' }).config;
+    assert.equal(removed.instrumentations.length, INSTRUMENTATION_NAMES.length - 6);
+    const added = parseConfig({
+      OTEL_NODE_ENABLED_INSTRUMENTATIONS: INSTRUMENTATION_NAMES.join(','),
+    }).config;
+    assert.equal(added.instrumentations.length, INSTRUMENTATION_NAMES.length);
     assert.deepEqual(parseConfig({ OTEL_NODE_ENABLED_INSTRUMENTATIONS: 'none' }), {
       config: { ...parseConfig({}).config, instrumentations: [] },
       warnings: [],

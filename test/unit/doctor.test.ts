@@ -466,14 +466,8 @@ describe('doctor: every other instrumentation of the list', () => {
         .filter((x) => x.group === 'libraries')
         .map((x) => `${x.status} ${x.text}`)
         .sort(),
-      [
-        // dns and net are on by default, as upstream has them.
-        'ok node:dns/promises: spans (dns)',
-        'ok node:dns: spans (dns)',
-        'ok node:fs/promises: spans (fs)',
-        'ok node:fs: spans (fs)',
-        'ok node:net: spans (net)',
-      ],
+      // dns and net are off by default.
+      ['ok node:fs/promises: spans (fs)', 'ok node:fs: spans (fs)'],
     );
     const off = run([], {
       instrumentations: listed({}, [{ ...fs, off: 'not enabled by default' }]),

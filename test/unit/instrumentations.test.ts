@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { InstrumentationBase } from '@opentelemetry/instrumentation';
-import { DEFAULT_OFF_INSTRUMENTATIONS, INSTRUMENTATION_NAMES } from '../../src/config';
+import {
+  DEFAULT_OFF_INSTRUMENTATIONS,
+  INSTRUMENTATION_NAMES,
+  UPSTREAM_DEFAULT_OFF_INSTRUMENTATIONS,
+} from '../../src/config';
 import {
   DEFERRED_MODULES,
   INSTRUMENTATION_TABLE,
@@ -60,14 +64,15 @@ describe('instrumentations: the set of auto-instrumentations-node', () => {
     assert.deepEqual([...INSTRUMENTATION_NAMES].sort(), upstream);
   });
 
-  it('the same ones are off by default', () => {
+  it('the same ones are off by default, and dns and net besides', () => {
     const utils = readFileSync(join(AUTO, 'dist', 'utils.cjs'), 'utf8');
     const list = /defaultExcludedInstrumentations\s*=\s*\[([^\]]*)\]/.exec(utils)?.[1];
     assert.ok(list, 'defaultExcludedInstrumentations not found');
     const upstream = [...list.matchAll(/"([^"]+)"/g)].map((m) =>
       (m[1] as string).slice(PREFIX.length),
     );
-    assert.deepEqual([...DEFAULT_OFF_INSTRUMENTATIONS].sort(), upstream.sort());
+    assert.deepEqual([...UPSTREAM_DEFAULT_OFF_INSTRUMENTATIONS].sort(), upstream.sort());
+    assert.deepEqual([...DEFAULT_OFF_INSTRUMENTATIONS].sort(), [...upstream, 'dns', 'net'].sort());
   });
 
   it('every package is a dependency, at the version auto-instrumentations-node pins or later', () => {

@@ -72,7 +72,7 @@ describe('Fastify route source', () => {
       const request = fastifyRequest('/api/v1/users/:id');
       run(hook, request);
       const record = recordOf(request.raw) as RequestRecord;
-      assert.equal(record.route, '/api/v1/users/:id');
+      assert.equal(record.template, '/api/v1/users/:id');
       assert.equal(record.unmatched, false);
     });
 
@@ -82,7 +82,7 @@ describe('Fastify route source', () => {
       const request = fastifyRequest(undefined);
       run(hook, request);
       const record = recordOf(request.raw) as RequestRecord;
-      assert.equal(record.route, undefined);
+      assert.equal(record.template, undefined);
       assert.equal(record.unmatched, true);
     });
 
@@ -91,7 +91,7 @@ describe('Fastify route source', () => {
       run(hook, fastifyRequest('/first'));
       const request = fastifyRequest('/second', kOtherCopy);
       run(hook, request);
-      assert.equal(recordOf(request.raw)?.route, '/second');
+      assert.equal(recordOf(request.raw)?.template, '/second');
     });
 
     it('falls back on the public is404 and routeOptions without the private key', () => {
@@ -102,11 +102,11 @@ describe('Fastify route source', () => {
         routeOptions: { url: '/teams/:team' },
       };
       run(hook, routed);
-      assert.equal(recordOf(routed.raw)?.route, '/teams/:team');
+      assert.equal(recordOf(routed.raw)?.template, '/teams/:team');
       const notFound: FastifyRequestLike = { raw: rawRequest(), is404: true };
       run(hook, notFound);
       assert.equal(recordOf(notFound.raw)?.unmatched, true);
-      assert.equal(recordOf(notFound.raw)?.route, undefined);
+      assert.equal(recordOf(notFound.raw)?.template, undefined);
     });
 
     it('leaves requests the distro has no record of alone (HTTP/2, inject())', () => {
@@ -131,7 +131,7 @@ describe('Fastify route source', () => {
         run(hook, hostile);
         const after = fastifyRequest('/after');
         run(hook, after);
-        assert.equal(recordOf(after.raw)?.route, '/after');
+        assert.equal(recordOf(after.raw)?.template, '/after');
       } finally {
         setWarningSink(previous);
       }
@@ -244,17 +244,17 @@ describe('Fastify route source', () => {
       try {
         let r = await recordFor(app, seen, '/api/v1/users/42');
         assert.equal(r.status, 200);
-        assert.equal(r.record.route, '/api/v1/users/:id');
+        assert.equal(r.record.template, '/api/v1/users/:id');
         r = await recordFor(app, seen, '/api/v1/users/private/42');
         assert.equal(r.status, 401);
-        assert.equal(r.record.route, '/api/v1/users/private/:id');
+        assert.equal(r.record.template, '/api/v1/users/private/:id');
         r = await recordFor(app, seen, '/api/v1/nothing');
         assert.equal(r.status, 404);
-        assert.equal(r.record.route, undefined);
+        assert.equal(r.record.template, undefined);
         assert.equal(r.record.unmatched, true);
         const { statusCode } = await app.inject({ method: 'HEAD', url: '/api/v1/users/7' });
         assert.equal(statusCode, 200);
-        assert.equal(recordOf(seen.pop())?.route, '/api/v1/users/:id');
+        assert.equal(recordOf(seen.pop())?.template, '/api/v1/users/:id');
         const post = await app.inject({ method: 'POST', url: '/api/v1/users/7' });
         assert.equal(post.statusCode, 404);
         assert.equal(recordOf(seen.pop())?.unmatched, true);
@@ -301,9 +301,9 @@ describe('Fastify route source', () => {
           const r = await recordFor(app, seen, url);
           assert.equal(r.status, 404, url);
           assert.equal(r.record.unmatched, true, url);
-          assert.equal(r.record.route, undefined, url);
+          assert.equal(r.record.template, undefined, url);
         }
-        assert.equal((await recordFor(app, seen, '/api/ok')).record.route, '/api/ok');
+        assert.equal((await recordFor(app, seen, '/api/ok')).record.template, '/api/ok');
       } finally {
         await app.close();
       }

@@ -122,11 +122,11 @@ describe('Koa route source', () => {
       ctx.matched = [middleware('/b(?:\\/|$)'), route('/b/items/:id', 'GET')];
 
       ctx._matchedRoute = '/b/items/:id';
-      assert.equal(record.route, '/b/items/:id');
+      assert.equal(record.template, '/b/items/:id');
       // The router's chain reaches its use() middleware: read back, but no route.
       ctx._matchedRoute = '/b(?:\\/|$)';
       assert.equal(ctx._matchedRoute, '/b(?:\\/|$)');
-      assert.equal(record.route, '/b/items/:id');
+      assert.equal(record.template, '/b/items/:id');
       assert.equal(Object.keys(ctx).includes('_matchedRoute'), false);
 
       // Other contexts keep their own value.
@@ -230,7 +230,7 @@ describe('Koa route source', () => {
             assert.fail('next() on a match'),
           );
           assert.equal(out, 'handled');
-          assert.equal(hit.record.route, '/api/users/:id');
+          assert.equal(hit.record.template, '/api/users/:id');
           assert.equal(hit.record.unmatched, false);
 
           const miss = tracked();
@@ -238,7 +238,7 @@ describe('Koa route source', () => {
             dispatch({ req: miss.req, method: 'POST' }, () => 'next'),
             'next',
           );
-          assert.equal(miss.record.route, undefined);
+          assert.equal(miss.record.template, undefined);
           assert.equal(miss.record.unmatched, true);
 
           // A second router reached through next() in the same tick matches: its route.
@@ -246,7 +246,7 @@ describe('Koa route source', () => {
           const chained = tracked();
           const ctx = { req: chained.req, method: 'GET', path: '/api/teams/x' };
           new Router([route('/other', 'POST')]).routes()(ctx, () => teams(ctx, () => undefined));
-          assert.equal(chained.record.route, '/api/teams/:team');
+          assert.equal(chained.record.template, '/api/teams/:team');
           assert.equal(chained.record.unmatched, false);
         } finally {
           unpatchRouter(Router);
@@ -314,12 +314,12 @@ describe('hapi route source', () => {
     try {
       const hit = tracked();
       new Request({ req: hit.req }, table, '/api/v1/users/42')._lookup();
-      assert.equal(hit.record.route, '/api/v1/users/{id}');
+      assert.equal(hit.record.template, '/api/v1/users/{id}');
       assert.equal(hit.record.unmatched, false);
 
       const miss = tracked();
       new Request({ req: miss.req }, table, '/wp-login.php')._lookup();
-      assert.equal(miss.record.route, undefined);
+      assert.equal(miss.record.template, undefined);
       assert.equal(miss.record.unmatched, true);
 
       // server.inject(): a request that is no tracked node request.

@@ -35,6 +35,33 @@ describe('span scrubber: SQL as the application wrote it', () => {
     }
   });
 
+  it('keeps the names of a Knex statement on PostgreSQL, and reads MySQL quoting on MySQL', () => {
+    const pg = recorded('@opentelemetry/instrumentation-knex', {
+      'db.system': 'postgresql',
+      'db.statement': `select "users".* from "users" where "users"."email" = 'ann@example.com'`,
+    });
+    assert.equal(pg?.['db.statement'], 'select "users".* from "users" where "users"."email" = ?');
+    exporter.reset();
+    const mysql = recorded('@opentelemetry/instrumentation-knex', {
+      'db.system': 'mysql',
+      'db.statement': 'select * from `users` where `email` = "ann@example.com"',
+    });
+    assert.equal(mysql?.['db.statement'], 'select * from `users` where `email` = ?');
+  });
+
+  it('cuts the quoted value out of a driver error in the status and the exception event', () => {
+    const span = provider.getTracer('@opentelemetry/instrumentation-knex').startSpan('insert');
+    const error = new Error("Duplicate entry 'ann@example.com' for key 'email'");
+    span.recordException(error);
+    span.setStatus({ code: 2, message: error.message });
+    span.end();
+    const finished = exporter.getFinishedSpans()[0];
+    assert.equal(finished?.status.message, 'Duplicate entry ?');
+    const event = finished?.events.find((e) => e.name === 'exception');
+    assert.equal(event?.attributes?.['exception.message'], 'Duplicate entry ?');
+    assert.ok(!String(event?.attributes?.['exception.stacktrace']).includes('ann@example.com'));
+  });
+
   it('leaves other scopes alone', () => {
     const attributes = recorded('@opentelemetry/instrumentation-mongodb', {
       'db.statement': '{"email":"?"}',
