@@ -99,6 +99,24 @@ describe('node-redis 3 and 4: command metrics and the redis health check', funct
         assert.ok(blpop >= 0.28, `BLPOP's 0.3 s timeout shows: ${blpop} s`);
       });
 
+      if (suite.dir === 'redis4') {
+        // Metrics-only: the distro's own timing hook alone. Traced, upstream
+        // instrumentation-redis hands back a promise that swallows the rejection (as it does
+        // without the distro).
+        it('a failed command nobody awaits is still an unhandled rejection (metrics only)', async () => {
+          app = await start({ OTEL_TRACES_EXPORTER: 'none', DATALAB_TRACES_FILE: 'false' });
+          const running = app;
+          assert.equal(await request(running.url('/orphan')), 200);
+          let count = '0';
+          for (let i = 0; i < 40 && count === '0'; i++) {
+            await new Promise((r) => setTimeout(r, 25));
+            const res = await fetch(running.url('/unhandled'));
+            count = await res.text();
+          }
+          assert.equal(count, '1');
+        });
+      }
+
       it('Redis on a closed port: /health redis unhealthy at once, the service degraded', async () => {
         const closed = String(await freePort());
         app = await start({ REDIS_PORT: closed });
