@@ -460,45 +460,29 @@ function yieldToExpress(router: Instrumentation): void {
 }
 
 /**
- * What these make is spans and nothing else (route templates for the metrics come from the
- * route sources, src/routes/, whether or not a framework's instrumentation is loaded): without
- * a span sink they are not loaded.
+ * Loaded in every mode: outbound HTTP (context propagation and the distro's client metrics ride
+ * on it), the loggers (correlation fields), the runtime and host metrics, and aws-lambda (it
+ * flushes telemetry before an invocation freezes).
  */
-const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set<InstrumentationName>([
-  'amqplib',
-  'aws-sdk',
-  'cassandra-driver',
-  'connect',
-  'cucumber',
-  'dataloader',
-  'dns',
-  'express',
-  'fs',
-  'generic-pool',
-  'graphql',
-  'grpc',
-  'hapi',
-  'ioredis',
-  'kafkajs',
-  'knex',
-  'koa',
-  'lru-memoizer',
-  'memcached',
-  'mongodb',
-  'mongoose',
-  'mysql',
-  'mysql2',
-  'nestjs-core',
-  'net',
-  'openai',
-  'oracledb',
-  'pg',
-  'redis',
-  'restify',
-  'router',
-  'socket.io',
-  'tedious',
+const KEPT_WITHOUT_SPANS: ReadonlySet<InstrumentationName> = new Set<InstrumentationName>([
+  'http',
+  'undici',
+  'winston',
+  'pino',
+  'bunyan',
+  'runtime-node',
+  'host-metrics',
+  'aws-lambda',
 ]);
+
+/**
+ * Every other one makes spans and nothing else (route templates for the metrics come from the
+ * route sources, src/routes/, whether or not a framework's instrumentation is loaded): without
+ * a span sink they are not loaded. A name added to the list is spans-only unless kept above.
+ */
+const SPANS_ONLY: ReadonlySet<InstrumentationName> = new Set(
+  INSTRUMENTATION_NAMES.filter((name) => !KEPT_WITHOUT_SPANS.has(name)),
+);
 
 /**
  * Instrumentations whose own metrics duplicate the distro's (http, undici, pg) or lack the

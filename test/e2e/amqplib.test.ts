@@ -6,40 +6,21 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createConnection as tcpConnect } from 'node:net';
 import { join } from 'node:path';
-import { type AppProcess, startApp } from '../support/app';
+import { type AppProcess, reachable, startApp } from '../support/app';
 import { FIXTURE_APPS, installFixtureApp } from '../support/framework-apps';
-import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver';
+import {
+  ancestors,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  startOtlpReceiver,
+} from '../support/otlp-receiver';
 import { skipBecause } from '../support/skip';
 
 const SERVER = 2;
 const PRODUCER = 4;
 const CONSUMER = 5;
 const RABBITMQ_PORT = 5672;
-
-function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-/** Every ancestor of `span` within the received spans, nearest first. */
-function ancestors(spans: readonly ReceivedSpan[], span: ReceivedSpan): ReceivedSpan[] {
-  const byId = new Map(spans.map((s) => [s.spanId, s]));
-  const out: ReceivedSpan[] = [];
-  let parent = byId.get(span.parentSpanId);
-  while (parent) {
-    out.push(parent);
-    parent = byId.get(parent.parentSpanId);
-  }
-  return out;
-}
 
 async function loaded(app: AppProcess): Promise<string[]> {
   return (await (await fetch(app.url('/loaded'))).json()) as string[];

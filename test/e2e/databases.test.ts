@@ -9,7 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AppProcess, freePort, ROOT, request, startApp } from '../support/app';
-import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver';
+import {
+  ancestors,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  startOtlpReceiver,
+} from '../support/otlp-receiver';
 import { samplesNamed, sumOf } from '../support/prometheus-text';
 
 const SERVER = 2;
@@ -45,18 +50,6 @@ function vmRssBytes(pid: number): number {
   const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
   assert.ok(kb, 'VmRSS in /proc/<pid>/status');
   return Number(kb) * 1024;
-}
-
-/** Every ancestor of `span` within the received spans, nearest first. */
-function ancestors(spans: readonly ReceivedSpan[], span: ReceivedSpan): ReceivedSpan[] {
-  const byId = new Map(spans.map((s) => [s.spanId, s]));
-  const out: ReceivedSpan[] = [];
-  let parent = byId.get(span.parentSpanId);
-  while (parent) {
-    out.push(parent);
-    parent = byId.get(parent.parentSpanId);
-  }
-  return out;
 }
 
 describe('PostgreSQL and Redis', () => {

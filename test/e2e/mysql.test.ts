@@ -7,10 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createConnection as tcpConnect } from 'node:net';
 import { createConnection } from 'mysql2/promise';
-import { type AppProcess, freePort, request, startApp } from '../support/app';
-import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../support/otlp-receiver';
+import { type AppProcess, freePort, reachable, request, startApp } from '../support/app';
+import {
+  ancestors,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  startOtlpReceiver,
+} from '../support/otlp-receiver';
 import { type Sample, samplesNamed } from '../support/prometheus-text';
 import { skipBecause } from '../support/skip';
 
@@ -31,29 +35,6 @@ const MARKERS = {
   MARKER_DUP: marker('dup'),
   MARKER_SYNTAX: marker('syntax'),
 };
-
-function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-/** Every ancestor of `span` within the received spans, nearest first. */
-function ancestors(spans: readonly ReceivedSpan[], span: ReceivedSpan): ReceivedSpan[] {
-  const byId = new Map(spans.map((s) => [s.spanId, s]));
-  const out: ReceivedSpan[] = [];
-  let parent = byId.get(span.parentSpanId);
-  while (parent) {
-    out.push(parent);
-    parent = byId.get(parent.parentSpanId);
-  }
-  return out;
-}
 
 /** `db_client_operation_duration_seconds_count` of MySQL, by operation. */
 function mysqlCounts(samples: readonly Sample[]): Record<string, number> {

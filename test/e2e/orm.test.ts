@@ -9,10 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createConnection as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
-import { type AppProcess, freePort, request, startApp } from '../support/app';
+import { type AppProcess, freePort, reachable, request, startApp } from '../support/app';
 import { FIXTURE_APPS, installedVersion, installFixtureApp } from '../support/framework-apps';
 import { type Sample, samplesNamed, sumOf } from '../support/prometheus-text';
 import { skipBecause } from '../support/skip';
@@ -21,17 +20,6 @@ const MYSQL = { host: '127.0.0.1', port: 3306, user: 'root' };
 /** Statements held at once; every ORM's pool allows 10. */
 const IN_FLIGHT = 8;
 const SLEEP_SECONDS = 0.3;
-
-function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

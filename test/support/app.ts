@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parsePrometheusText, type Sample } from './prometheus-text';
@@ -247,4 +247,16 @@ export async function request(url: string, init?: RequestInit): Promise<number> 
   } catch {
     return 0;
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` (a service the tests need). */
+export function reachable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

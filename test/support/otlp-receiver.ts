@@ -681,3 +681,15 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     },
   };
 }
+
+/** Every ancestor of `span` within the received spans, nearest first. */
+export function ancestors(spans: readonly ReceivedSpan[], span: ReceivedSpan): ReceivedSpan[] {
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  const out: ReceivedSpan[] = [];
+  let parent = byId.get(span.parentSpanId);
+  while (parent) {
+    out.push(parent);
+    parent = byId.get(parent.parentSpanId);
+  }
+  return out;
+}
